@@ -1,0 +1,67 @@
+# lbprobe — see README.md. `make run` starts the demo, `make test` runs every test.
+GO        ?= go
+BIN       := bin
+TOOL      := hack/tool.sh
+PKG       := github.com/prometheus/common/version
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=$(BRANCH) -X $(PKG).BuildUser=make
+# The same static build as the Dockerfile's.
+GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+IMAGE     ?= lbprobe:$(VERSION)
+
+.PHONY: all build run test unit lint fmt vet staticcheck tidy-check bench tools docker clean help
+
+all: build
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: ## build bin/lbprobe (static, version stamped)
+	$(GOBUILD) -o $(BIN)/lbprobe ./cmd/lbprobe
+
+run: build ## start the demo: loopback targets + lbprobe on examples/static.yml (Ctrl-C stops all)
+	$(GO) build -o $(BIN)/demotargets ./hack/demotargets
+	hack/run-demo.sh
+
+test: tools lint unit ## every test: lint, unit, integration, end to end (installs what it needs)
+
+tools: ## build the pinned tools into the cache (first run only)
+	$(TOOL) staticcheck >/dev/null
+	$(TOOL) promtool >/dev/null
+
+unit: build ## go test with the race detector
+	PROMTOOL=$$($(TOOL) promtool) LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe $(GO) test -race -count=1 ./...
+
+lint: fmt-check vet staticcheck tidy-check ## static checks
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+fmt: ## format the Go code
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$$($(TOOL) staticcheck) ./...
+
+tidy-check: ## go.mod and go.sum are tidy
+	cp go.mod $(BIN)/.go.mod.bak 2>/dev/null || (mkdir -p $(BIN) && cp go.mod $(BIN)/.go.mod.bak)
+	cp go.sum $(BIN)/.go.sum.bak
+	$(GO) mod tidy
+	@if ! cmp -s go.mod $(BIN)/.go.mod.bak || ! cmp -s go.sum $(BIN)/.go.sum.bak; then \
+		cp $(BIN)/.go.mod.bak go.mod; cp $(BIN)/.go.sum.bak go.sum; \
+		echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; fi
+
+bench: ## benchmarks: probes, a round over 1,000 and 10,000 loopback targets
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+docker: ## build the container image (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+
+clean:
+	rm -rf $(BIN)

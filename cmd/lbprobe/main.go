@@ -1,0 +1,195 @@
+// Command lbprobe is a Prometheus exporter that probes, at every scrape,
+// whether each LoadBalancer IP and each Gateway hostname is reachable,
+// announced and resolvable.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/config"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// flags holds the parsed command line.
+type flags struct {
+	configFile           string
+	configCheck          bool
+	concurrency          int
+	probeTimeout         time.Duration
+	timeoutOffset        time.Duration
+	defaultScrapeTimeout time.Duration
+	web                  *web.FlagConfig
+	log                  *promslog.Config
+}
+
+func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
+	app := kingpin.New("lbprobe", "Probes Kubernetes LoadBalancer IPs and Gateway hostnames at every Prometheus scrape.")
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	f := &flags{log: &promslog.Config{Writer: stderr}}
+	app.Flag("config.file", "lbprobe configuration file (YAML). Empty: no static targets.").
+		Default("").StringVar(&f.configFile)
+	app.Flag("config.check", "Validate the configuration file, print the result and exit (0 valid, 1 invalid).").
+		BoolVar(&f.configCheck)
+	app.Flag("probe.concurrency", "How many probes may run at once.").
+		Default("128").IntVar(&f.concurrency)
+	app.Flag("probe.timeout", "Timeout of each probe (the config's probe.timeout wins when set).").
+		Default("5s").DurationVar(&f.probeTimeout)
+	app.Flag("probe.timeout-offset", "Subtracted from the scrape timeout (X-Prometheus-Scrape-Timeout-Seconds) to leave time to answer.").
+		Default("0.5s").DurationVar(&f.timeoutOffset)
+	app.Flag("probe.default-scrape-timeout", "Scrape timeout assumed when a request carries no X-Prometheus-Scrape-Timeout-Seconds header (curl, browsers).").
+		Default("10s").DurationVar(&f.defaultScrapeTimeout)
+	f.web = kingpinflag.AddFlags(app, ":9884")
+	promslogflag.AddFlags(app, f.log)
+	app.Version(version.Print("lbprobe"))
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case f.concurrency < 1:
+		return nil, fmt.Errorf("--probe.concurrency must be at least 1, got %d", f.concurrency)
+	case f.probeTimeout <= 0:
+		return nil, fmt.Errorf("--probe.timeout must be positive, got %s", f.probeTimeout)
+	case f.timeoutOffset < 0:
+		return nil, fmt.Errorf("--probe.timeout-offset must not be negative, got %s", f.timeoutOffset)
+	case f.defaultScrapeTimeout <= f.timeoutOffset:
+		return nil, fmt.Errorf("--probe.default-scrape-timeout (%s) must exceed --probe.timeout-offset (%s)", f.defaultScrapeTimeout, f.timeoutOffset)
+	}
+	return f, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags(args, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "lbprobe: %v\n", err)
+		return 2
+	}
+	if f.configCheck {
+		return checkConfig(f.configFile, stdout, stderr)
+	}
+	logger := promslog.New(f.log)
+	logger.Info("starting lbprobe", "version", version.Info(), "build_context", version.BuildContext())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, f, logger); err != nil {
+		logger.Error("lbprobe stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// checkConfig validates the config file and the targets it yields.
+func checkConfig(path string, stdout, stderr io.Writer) int {
+	if path == "" {
+		fmt.Fprintln(stderr, "lbprobe: --config.check needs --config.file")
+		return 1
+	}
+	cfg, err := config.Load(path)
+	if err == nil {
+		_, err = collector.StaticTargets(cfg)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", path, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d load balancers, %d hostnames)\n", path, len(cfg.Static.LoadBalancers), len(cfg.Static.Hostnames))
+	return 0
+}
+
+// serve runs the exporter until ctx ends.
+func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
+	static := &collector.StaticSource{}
+	engine := collector.NewEngine(collector.Options{
+		Concurrency:  f.concurrency,
+		ProbeTimeout: f.probeTimeout,
+	}, nil, logger.With("component", "engine"), static)
+	self := newSelfMetrics()
+	engine.OnRoundDone(self.observeRound)
+
+	configs := newConfigManager(f.configFile, f.probeTimeout, engine, static, self, logger.With("component", "config"))
+	if err := configs.Reload(); err != nil {
+		return fmt.Errorf("loading configuration: %w", err)
+	}
+	go configs.reloadOnSIGHUP(ctx)
+
+	srv := &server{
+		engine:               engine,
+		configs:              configs,
+		self:                 self,
+		logger:               logger.With("component", "web"),
+		timeoutOffset:        f.timeoutOffset,
+		defaultScrapeTimeout: f.defaultScrapeTimeout,
+	}
+	httpServer := &http.Server{
+		Handler:           srv.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- listenAndServe(httpServer, f.web, logger) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down the web server: %w", err)
+	}
+	return nil
+}
+
+// listenAndServe opens the TCP listeners itself so that it can log the
+// address really bound (":0" in tests), then serves through exporter-toolkit
+// (TLS and basic auth from --web.config.file). Systemd sockets and vsock
+// addresses are left to exporter-toolkit.
+func listenAndServe(server *http.Server, wf *web.FlagConfig, logger *slog.Logger) error {
+	if wf.WebSystemdSocket != nil && *wf.WebSystemdSocket {
+		return web.ListenAndServe(server, wf, logger)
+	}
+	var listeners []net.Listener
+	for _, addr := range *wf.WebListenAddresses {
+		if strings.HasPrefix(addr, "vsock://") {
+			return web.ListenAndServe(server, wf, logger)
+		}
+	}
+	for _, addr := range *wf.WebListenAddresses {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, o := range listeners {
+				o.Close()
+			}
+			return fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		logger.Info("listening", "address", l.Addr().String())
+		listeners = append(listeners, l)
+	}
+	err := web.ServeMultiple(listeners, server, wf, logger)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

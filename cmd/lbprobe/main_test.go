@@ -1,0 +1,486 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lbprobe/lbprobe/test/targets"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// binary returns the lbprobe binary under test: $LBPROBE_BINARY (what
+// `make test` builds, the same way as the Dockerfile) or a fresh build.
+func binary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("LBPROBE_BINARY"); b != "" {
+		return b
+	}
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "lbprobe-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "lbprobe")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// lbprobe is a running lbprobe process.
+type lbprobe struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listeningRe = regexp.MustCompile(`msg=listening address=(\S+)`)
+
+// start runs lbprobe with args and waits until it listens and is ready.
+func start(t *testing.T, args ...string) *lbprobe {
+	t.Helper()
+	args = append([]string{"--web.listen-address=127.0.0.1:0", "--log.level=debug"}, args...)
+	cmd := exec.Command(binary(t), args...)
+	stderrPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &lbprobe{cmd: cmd, stderr: &syncBuffer{}}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("lbprobe stderr:\n%s", p.stderr.String())
+		}
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderrPipe)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(p.stderr, line)
+			if m := listeningRe.FindStringSubmatch(line); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		p.url = "http://" + a
+	case <-time.After(10 * time.Second):
+		t.Fatalf("lbprobe did not log its address within 10s; stderr:\n%s", p.stderr.String())
+	}
+	for i := 0; ; i++ {
+		resp, err := http.Get(p.url + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if i > 200 {
+			t.Fatalf("lbprobe not ready: %v", err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return p
+}
+
+// get fetches path with an optional scrape timeout header.
+func (p *lbprobe) get(t *testing.T, path string, scrapeTimeout string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scrapeTimeout != "" {
+		req.Header.Set(scrapeTimeoutHeader, scrapeTimeout)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func (p *lbprobe) post(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(p.url+path, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// peers are the real loopback peers of the end-to-end tests.
+type peers struct {
+	open, closed, dns, silent netip.AddrPort
+	records                   *targets.Records
+}
+
+func startPeers(t *testing.T) peers {
+	t.Helper()
+	ctx := t.Context()
+	var p peers
+	var err error
+	if p.open, err = targets.TCP(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	// A port that was open and is now closed: connections are refused.
+	closedCtx, closeIt := context.WithCancel(ctx)
+	if p.closed, err = targets.TCP(closedCtx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	closeIt()
+	waitRefused(t, p.closed)
+	p.records = targets.NewRecords(map[string][]string{
+		"app.example.test":   {"127.0.0.2"},
+		"wrong.example.test": {"127.0.0.9"},
+	})
+	if p.dns, err = targets.DNS(ctx, "127.0.0.1:0", p.records); err != nil {
+		t.Fatal(err)
+	}
+	if p.silent, err = targets.SilentUDP(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func waitRefused(t *testing.T, a netip.AddrPort) {
+	t.Helper()
+	for range 200 {
+		c, err := (&netDialer).Dial("tcp", a.String())
+		if err != nil {
+			return
+		}
+		c.Close()
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s still accepts connections", a)
+}
+
+func writeConfig(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func (p peers) config() string {
+	return fmt.Sprintf(`
+probe:
+  timeout: 2s
+dns:
+  servers: ["%s"]
+static:
+  loadbalancers:
+    - namespace: lab
+      service: web
+      ips: [127.0.0.1]
+      ports: [{port: %d, protocol: TCP}, {port: %d, protocol: TCP}]
+    - namespace: lab
+      service: dns
+      ips: [127.0.0.1]
+      ports: [{port: %d, protocol: UDP}]
+    - namespace: lab
+      service: down
+      ips: [127.0.0.1]
+      ports: [{port: %d, protocol: TCP}]
+  hostnames:
+    - hostname: app.example.test
+      expect: [127.0.0.2]
+    - hostname: wrong.example.test
+      expect: [127.0.0.2]
+    - hostname: gone.example.test
+      expect: [127.0.0.2]
+`, p.dns, p.open.Port(), p.closed.Port(), p.dns.Port(), p.closed.Port())
+}
+
+// stableSeries keeps the series whose values do not depend on timing, and
+// replaces the peers' dynamic ports by names, so the result can be compared
+// with a golden file.
+func (p peers) stableSeries(body string) string {
+	keep := regexp.MustCompile(`^(loadbalancer_(reachable|port_reachable|probe_failure_info)|gateway_dns_answer_(correct|result|info)|lbprobe_targets|lbprobe_config_last_reload_successful|lbprobe_build_info)\b`)
+	replacer := strings.NewReplacer(
+		p.dns.String(), "DNS_SERVER",
+		fmt.Sprintf(`port="%d"`, p.open.Port()), `port="OPEN"`,
+		fmt.Sprintf(`port="%d"`, p.closed.Port()), `port="CLOSED"`,
+		fmt.Sprintf(`port="%d"`, p.dns.Port()), `port="DNS"`,
+	)
+	var lines []string
+	for _, line := range strings.Split(body, "\n") {
+		if keep.MatchString(line) {
+			if strings.HasPrefix(line, "lbprobe_build_info") {
+				line = "lbprobe_build_info 1" // labels vary with the build
+			}
+			lines = append(lines, replacer.Replace(line))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func TestEndToEndMetricsGolden(t *testing.T) {
+	peers := startPeers(t)
+	cfg := writeConfig(t, t.TempDir(), "lbprobe.yml", peers.config())
+	p := start(t, "--config.file="+cfg)
+
+	code, body := p.get(t, "/metrics", "5")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d\n%s", code, body)
+	}
+	got := peers.stableSeries(body)
+	golden := filepath.Join("testdata", "metrics.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("series differ from %s (run go test -update to accept):\n--- got\n%s--- want\n%s", golden, got, want)
+	}
+
+	// The whole exposition passes promtool's lint.
+	promtool := os.Getenv("PROMTOOL")
+	if promtool == "" {
+		t.Log("PROMTOOL not set: skipping promtool check metrics (make test sets it)")
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestEndToEndScrapeDeadline(t *testing.T) {
+	peers := startPeers(t)
+	cfg := writeConfig(t, t.TempDir(), "lbprobe.yml", fmt.Sprintf(`
+probe: {timeout: 30s}
+dns: {servers: ["%s"]}
+static:
+  hostnames:
+    - {hostname: app.example.test, expect: [127.0.0.2]}
+`, peers.silent))
+	p := start(t, "--config.file="+cfg)
+	began := time.Now()
+	code, body := p.get(t, "/metrics", "1")
+	elapsed := time.Since(began)
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", code)
+	}
+	if elapsed >= time.Second {
+		t.Errorf("scrape with a 1s timeout header took %v", elapsed)
+	}
+	if !strings.Contains(body, `result="timeout"`) {
+		t.Errorf("no timeout result in:\n%s", body)
+	}
+	if !strings.Contains(body, "lbprobe_probe_timeout_seconds 0.5\n") {
+		t.Errorf("lbprobe_probe_timeout_seconds is not 1s - 0.5s offset:\n%s", grepLines(body, "lbprobe_probe_timeout_seconds"))
+	}
+
+	// A header that is not a number is a clear 400 naming the header.
+	code, body = p.get(t, "/metrics", "soon")
+	if code != http.StatusBadRequest || !strings.Contains(body, scrapeTimeoutHeader) {
+		t.Errorf("bad header: %d %q", code, body)
+	}
+}
+
+func TestEndToEndReload(t *testing.T) {
+	peers := startPeers(t)
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "lbprobe.yml", peers.config())
+	p := start(t, "--config.file="+cfg)
+
+	// A bad file is rejected with its reason; the old config keeps serving.
+	writeConfig(t, dir, "lbprobe.yml", "static:\n  loadbalancers:\n    - namespace: lab\n      servce: web\n")
+	code, body := p.post(t, "/-/reload")
+	if code != http.StatusBadRequest || !strings.Contains(body, "servce") {
+		t.Errorf("reload of a bad file: %d %q, want 400 naming the key", code, body)
+	}
+	_, metrics := p.get(t, "/metrics", "5")
+	if !strings.Contains(metrics, "lbprobe_config_last_reload_successful 0") {
+		t.Errorf("reload failure not reported:\n%s", grepLines(metrics, "lbprobe_config"))
+	}
+	if !strings.Contains(metrics, `loadbalancer_reachable{ip="127.0.0.1",namespace="lab",service="web"} 1`) {
+		t.Errorf("old config no longer served:\n%s", grepLines(metrics, "loadbalancer_reachable"))
+	}
+
+	// SIGHUP with a good file applies it.
+	writeConfig(t, dir, "lbprobe.yml", fmt.Sprintf(`
+static:
+  loadbalancers:
+    - {namespace: lab, service: only, ips: [127.0.0.1], ports: [{port: %d}]}
+`, peers.open.Port()))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, metrics = p.get(t, "/metrics", "5")
+		if strings.Contains(metrics, "lbprobe_config_last_reload_successful 1") && strings.Contains(metrics, `service="only"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP reload not applied:\n%s", grepLines(metrics, "lbprobe_config|loadbalancer_reachable"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(metrics, `service="web"`) {
+		t.Errorf("a target of the old config is still exposed:\n%s", grepLines(metrics, "loadbalancer_reachable"))
+	}
+}
+
+func TestEndToEndProbeEndpointAndLanding(t *testing.T) {
+	peers := startPeers(t)
+	cfg := writeConfig(t, t.TempDir(), "lbprobe.yml", peers.config())
+	p := start(t, "--config.file="+cfg)
+
+	tests := []struct {
+		name     string
+		path     string
+		wantCode int
+		want     []string
+	}{
+		{"unknown target is refused", "/probe?target=192.0.2.1", http.StatusNotFound, []string{"not a load balancer IP or hostname that lbprobe knows"}},
+		{"missing target", "/probe", http.StatusBadRequest, []string{`missing query parameter "target"`}},
+		{"bad debug", "/probe?target=127.0.0.1&debug=maybe", http.StatusBadRequest, []string{`"debug"`}},
+		{"known IP, debug", "/probe?target=127.0.0.1&debug=true", http.StatusOK, []string{
+			"Logs for the probe of 127.0.0.1", "probe succeeded", "reason=refused",
+			`loadbalancer_reachable{ip="127.0.0.1",namespace="lab",service="web"} 1`,
+		}},
+		{"known hostname", "/probe?target=wrong.example.test", http.StatusOK, []string{
+			`gateway_dns_answer_result{hostname="wrong.example.test",name="",namespace="",result="wrong_address"`,
+		}},
+		{"landing page", "/", http.StatusOK, []string{"<h1>lbprobe</h1>", "lab/down", "wrong_address", "FAIL", "/probe?target=127.0.0.1&amp;debug=true"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := p.get(t, tc.path, "")
+			if code != tc.wantCode {
+				t.Errorf("GET %s: %d, want %d\n%s", tc.path, code, tc.wantCode, body)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("GET %s: body lacks %q:\n%s", tc.path, w, body)
+				}
+			}
+		})
+	}
+
+	// Failures are listed before successes on the landing page.
+	_, body := p.get(t, "/", "")
+	if fail, ok := strings.Index(body, ">FAIL<"), strings.Index(body, ">OK<"); fail < 0 || ok < 0 || fail > ok {
+		t.Errorf("landing page does not list failures first (FAIL at %d, OK at %d)", fail, ok)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "config", "testdata", "invalid-*.yml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no invalid config fixtures: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			wantErr, err := os.ReadFile(file + ".err")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			cmd := exec.Command(binary(t), "--config.check", "--config.file="+file)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err = cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != 1 {
+				t.Errorf("exit code %d (err %v), want 1", code, err)
+			}
+			if want := strings.TrimSpace(string(wantErr)); !strings.Contains(stderr.String(), want) {
+				t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+			}
+		})
+	}
+	t.Run("valid example", func(t *testing.T) {
+		out, err := exec.Command(binary(t), "--config.check", "--config.file="+filepath.Join("..", "..", "examples", "static.yml")).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "valid") {
+			t.Errorf("examples/static.yml: %v\n%s", err, out)
+		}
+	})
+}
+
+func grepLines(body, pattern string) string {
+	re := regexp.MustCompile(pattern)
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if re.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+var netDialer = net.Dialer{Timeout: time.Second}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/config"
+)
+
+// configManager loads the config file and applies it; a file that fails to
+// load or to yield targets is rejected whole and the old config keeps serving.
+type configManager struct {
+	path         string
+	flagTimeout  time.Duration
+	engine       *collector.Engine
+	static       *collector.StaticSource
+	self         *selfMetrics
+	logger       *slog.Logger
+	mu           sync.Mutex // serialises reloads
+	loaded       bool
+	lastErr      error
+	lastReloadAt time.Time
+}
+
+func newConfigManager(path string, flagTimeout time.Duration, engine *collector.Engine, static *collector.StaticSource, self *selfMetrics, logger *slog.Logger) *configManager {
+	return &configManager{path: path, flagTimeout: flagTimeout, engine: engine, static: static, self: self, logger: logger}
+}
+
+// Reload reads the config file and applies it when it is valid.
+func (m *configManager) Reload() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	err := m.apply()
+	m.lastErr = err
+	if err != nil {
+		m.self.configReloadSuccess.Set(0)
+		m.logger.Error("configuration rejected; the previous one keeps serving", "file", m.path, "err", err)
+		return err
+	}
+	m.loaded = true
+	m.lastReloadAt = time.Now()
+	m.self.configReloadSuccess.Set(1)
+	m.self.configReloadTime.Set(float64(m.lastReloadAt.Unix()))
+	return nil
+}
+
+func (m *configManager) apply() error {
+	cfg := &config.Config{}
+	if m.path != "" {
+		var err error
+		if cfg, err = config.Load(m.path); err != nil {
+			return err
+		}
+	}
+	targets, err := collector.StaticTargets(cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.path, err)
+	}
+	timeout := m.flagTimeout
+	if cfg.Probe.Timeout > 0 {
+		timeout = cfg.Probe.Timeout
+	}
+	m.engine.SetProbeTimeout(timeout)
+	m.engine.SetDNSTransport(cfg.DNS.Transport)
+	m.static.Set(targets)
+	m.logger.Info("configuration loaded", "file", m.path,
+		"loadbalancers", len(targets.LoadBalancers), "hostnames", len(targets.Hostnames), "probe_timeout", timeout)
+	return nil
+}
+
+// Status reports whether a config has been loaded and the last reload error.
+func (m *configManager) Status() (loaded bool, lastErr error, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.loaded, m.lastErr, m.lastReloadAt
+}
+
+// reloadOnSIGHUP reloads the config at every SIGHUP until ctx ends.
+func (m *configManager) reloadOnSIGHUP(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			m.logger.Info("SIGHUP received: reloading configuration")
+			_ = m.Reload() // logged by Reload
+		}
+	}
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/lbprobe/lbprobe/collector"
+)
+
+// scrapeTimeoutHeader is the header Prometheus sets to the scrape timeout.
+const scrapeTimeoutHeader = "X-Prometheus-Scrape-Timeout-Seconds"
+
+// server holds the HTTP handlers.
+type server struct {
+	engine               *collector.Engine
+	configs              *configManager
+	self                 *selfMetrics
+	logger               *slog.Logger
+	timeoutOffset        time.Duration
+	defaultScrapeTimeout time.Duration
+}
+
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("GET /probe", s.handleProbe)
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("GET /-/ready", s.handleReady)
+	mux.HandleFunc("POST /-/reload", s.handleReload)
+	mux.HandleFunc("PUT /-/reload", s.handleReload)
+	mux.HandleFunc("GET /{$}", s.handleLanding)
+	return mux
+}
+
+// roundBudget turns the scrape timeout header into the time the round is
+// allowed: the header minus the offset, or the default scrape timeout minus
+// the offset when there is no header.
+func (s *server) roundBudget(r *http.Request) (time.Duration, error) {
+	timeout := s.defaultScrapeTimeout
+	if v := r.Header.Get(scrapeTimeoutHeader); v != "" {
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs <= 0 || secs > 3600 {
+			return 0, fmt.Errorf("header %s: %q is not a number of seconds in (0, 3600]", scrapeTimeoutHeader, v)
+		}
+		timeout = time.Duration(secs * float64(time.Second))
+	}
+	budget := timeout - s.timeoutOffset
+	if budget <= 0 {
+		// A scrape timeout shorter than the offset still gets a small, bounded round.
+		budget = timeout / 2
+	}
+	return budget, nil
+}
+
+func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	budget, err := s.roundBudget(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), budget)
+	defer cancel()
+	round := s.engine.Probe(ctx, budget)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(round)
+	promhttp.HandlerFor(prometheus.Gatherers{s.self.registry, reg}, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(s.logger.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}).ServeHTTP(w, r)
+}
+
+func (s *server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if loaded, _, _ := s.configs.Status(); !loaded {
+		http.Error(w, "Not ready: no configuration loaded yet", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "Ready")
+}
+
+func (s *server) handleReload(w http.ResponseWriter, _ *http.Request) {
+	if err := s.configs.Reload(); err != nil {
+		http.Error(w, fmt.Sprintf("configuration rejected, the previous one keeps serving:\n%v", err), http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintln(w, "configuration reloaded")
+}
+
+// handleProbe probes one known target now: /probe?target=<ip|hostname>. With
+// debug=true it answers with the probe's log lines and the series it
+// produced, as text. Unknown targets get 404: lbprobe is not an open proxy.
+func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) {
+	target := strings.TrimSpace(r.URL.Query().Get("target"))
+	if target == "" {
+		http.Error(w, `missing query parameter "target" (a load balancer IP or a hostname that lbprobe knows; see /)`, http.StatusBadRequest)
+		return
+	}
+	debug := false
+	if v := r.URL.Query().Get("debug"); v != "" {
+		var err error
+		if debug, err = strconv.ParseBool(v); err != nil {
+			http.Error(w, fmt.Sprintf("query parameter \"debug\": %q is not true or false", v), http.StatusBadRequest)
+			return
+		}
+	}
+	subset, ok := selectTarget(s.engine.Targets(), target)
+	if !ok {
+		http.Error(w, fmt.Sprintf("target %q is not a load balancer IP or hostname that lbprobe knows; it only probes its own targets (see /)", target), http.StatusNotFound)
+		return
+	}
+	budget, err := s.roundBudget(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), budget)
+	defer cancel()
+
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger.Info("probing", "target", target, "budget", budget)
+	round := s.engine.ProbeTargets(ctx, subset, budget, logger)
+	logger.Info("done", "duration", round.Duration)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(round)
+	if !debug {
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+		return
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		http.Error(w, fmt.Sprintf("gathering the probe's series: %v", err), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "Logs for the probe of %s:\n%s\nSeries it produced:\n", target, logs.String())
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range families {
+		if err := enc.Encode(mf); err != nil {
+			return
+		}
+	}
+}
+
+// selectTarget returns the targets that concern one IP or hostname: every
+// load balancer holding the IP (only that IP), or every hostname target.
+func selectTarget(all collector.Targets, target string) (collector.Targets, bool) {
+	var out collector.Targets
+	if ip, err := netip.ParseAddr(target); err == nil {
+		for _, lb := range all.LoadBalancers {
+			for _, a := range lb.IPs {
+				if a == ip {
+					lb.IPs = []netip.Addr{ip}
+					out.LoadBalancers = append(out.LoadBalancers, lb)
+					break
+				}
+			}
+		}
+	} else {
+		name := strings.TrimSuffix(strings.ToLower(target), ".")
+		for _, h := range all.Hostnames {
+			if h.Hostname == name {
+				out.Hostnames = append(out.Hostnames, h)
+			}
+		}
+	}
+	return out, len(out.LoadBalancers)+len(out.Hostnames) > 0
+}

@@ -1,0 +1,317 @@
+package collector
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lbprobe/lbprobe/probe"
+)
+
+// Options tune the engine. They may change on a config reload.
+type Options struct {
+	// Concurrency bounds how many probes run at once (across rounds).
+	Concurrency int
+	// ProbeTimeout bounds each probe.
+	ProbeTimeout time.Duration
+	// DNSTransport is "udp" (TCP fallback on truncation) or "tcp".
+	DNSTransport string
+}
+
+// Prober runs the probers of package probe. Tests and the engine use
+// DefaultProber; it is an interface so that the engine can be measured
+// without a network.
+type Prober interface {
+	TCP(ctx context.Context, addr netip.AddrPort, logger *slog.Logger) probe.Result
+	UDPDNS(ctx context.Context, addr netip.AddrPort, logger *slog.Logger) probe.Result
+	ICMP(ctx context.Context, ip netip.Addr, opts probe.ICMPOptions, logger *slog.Logger) probe.ICMPResult
+	DNS(ctx context.Context, server, name string, expect []netip.Addr, opts probe.DNSOptions, logger *slog.Logger) probe.DNSResult
+	TLS(ctx context.Context, addr netip.AddrPort, serverName string, opts probe.TLSOptions, logger *slog.Logger) probe.TLSResult
+}
+
+// DefaultProber calls the real probers of package probe.
+type DefaultProber struct{}
+
+var _ Prober = DefaultProber{}
+
+// TCP implements Prober.
+func (DefaultProber) TCP(ctx context.Context, addr netip.AddrPort, l *slog.Logger) probe.Result {
+	return probe.TCP(ctx, addr, l)
+}
+
+// UDPDNS implements Prober.
+func (DefaultProber) UDPDNS(ctx context.Context, addr netip.AddrPort, l *slog.Logger) probe.Result {
+	return probe.UDPDNS(ctx, addr, l)
+}
+
+// ICMP implements Prober.
+func (DefaultProber) ICMP(ctx context.Context, ip netip.Addr, o probe.ICMPOptions, l *slog.Logger) probe.ICMPResult {
+	return probe.ICMP(ctx, ip, o, l)
+}
+
+// DNS implements Prober.
+func (DefaultProber) DNS(ctx context.Context, server, name string, expect []netip.Addr, o probe.DNSOptions, l *slog.Logger) probe.DNSResult {
+	return probe.DNS(ctx, server, name, expect, o, l)
+}
+
+// TLS implements Prober.
+func (DefaultProber) TLS(ctx context.Context, addr netip.AddrPort, sni string, o probe.TLSOptions, l *slog.Logger) probe.TLSResult {
+	return probe.TLS(ctx, addr, sni, o, l)
+}
+
+// Engine runs rounds of probes over the targets of its sources.
+type Engine struct {
+	sources []Source
+	prober  Prober
+	logger  *slog.Logger
+	opts    atomic.Pointer[Options]
+	sem     chan struct{} // bounds concurrent probes across rounds and debug probes
+
+	mu       sync.Mutex
+	inflight *round
+	last     *RoundResult
+
+	rounds atomic.Uint64 // rounds started
+	joins  atomic.Uint64 // Probe calls that joined a round in flight
+	// onRoundDone is called with every finished round (self-metrics).
+	onRoundDone func(*RoundResult)
+}
+
+// NewEngine returns an engine over sources. A nil prober means DefaultProber.
+func NewEngine(opts Options, prober Prober, logger *slog.Logger, sources ...Source) *Engine {
+	if prober == nil {
+		prober = DefaultProber{}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	e := &Engine{sources: sources, prober: prober, logger: logger, sem: make(chan struct{}, opts.Concurrency)}
+	e.opts.Store(&opts)
+	return e
+}
+
+// SetProbeTimeout changes the per-probe timeout for rounds that start later.
+func (e *Engine) SetProbeTimeout(d time.Duration) {
+	o := *e.opts.Load()
+	o.ProbeTimeout = d
+	e.opts.Store(&o)
+}
+
+// SetDNSTransport changes the DNS transport for rounds that start later.
+func (e *Engine) SetDNSTransport(t string) {
+	o := *e.opts.Load()
+	o.DNSTransport = t
+	e.opts.Store(&o)
+}
+
+// Options returns the options in force.
+func (e *Engine) Options() Options { return *e.opts.Load() }
+
+// OnRoundDone registers f to be called once with every finished round. Call
+// it before the first round.
+func (e *Engine) OnRoundDone(f func(*RoundResult)) { e.onRoundDone = f }
+
+// Rounds returns how many rounds have been started.
+func (e *Engine) Rounds() uint64 { return e.rounds.Load() }
+
+// Joins returns how many Probe calls joined a round already in flight.
+func (e *Engine) Joins() uint64 { return e.joins.Load() }
+
+// Last returns the last finished round, or nil before the first one.
+func (e *Engine) Last() *RoundResult {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.last
+}
+
+// Targets returns the merged targets of all sources, as they are now.
+func (e *Engine) Targets() Targets {
+	var t Targets
+	for _, s := range e.sources {
+		t = t.Merge(s.Targets())
+	}
+	return t.dedupe()
+}
+
+// Probe returns the results of a round that is in flight or that it starts
+// now, the round bounded by budget from its start. A scrape that arrives while a round is in flight
+// joins it (two Prometheus replicas scraping together cost one round); a
+// finished round is never handed out again. When ctx ends before the round,
+// Probe returns at once with the unfinished probes reported as timeouts.
+func (e *Engine) Probe(ctx context.Context, budget time.Duration) *RoundResult {
+	e.mu.Lock()
+	r := e.inflight
+	if r == nil {
+		r = e.startRound(budget)
+		e.inflight = r
+	} else {
+		e.joins.Add(1)
+	}
+	e.mu.Unlock()
+
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+	return r.snapshot(time.Now())
+}
+
+// ProbeTargets probes t now, outside the shared rounds (the debug view),
+// logging to logger. It still honours the concurrency bound.
+func (e *Engine) ProbeTargets(ctx context.Context, t Targets, budget time.Duration, logger *slog.Logger) *RoundResult {
+	r := e.newRound(t, budget, logger)
+	go r.run(e)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+	return r.snapshot(time.Now())
+}
+
+func (e *Engine) startRound(budget time.Duration) *round {
+	e.rounds.Add(1)
+	r := e.newRound(e.Targets(), budget, e.logger)
+	go func() {
+		r.run(e)
+		res := r.snapshot(time.Now())
+		e.mu.Lock()
+		e.inflight = nil
+		e.last = res
+		e.mu.Unlock()
+		if e.onRoundDone != nil {
+			e.onRoundDone(res)
+		}
+	}()
+	return r
+}
+
+// round is one pass over all probe jobs.
+type round struct {
+	targets  Targets
+	jobs     []job
+	opts     Options
+	logger   *slog.Logger
+	started  time.Time
+	budget   time.Duration
+	deadline time.Time
+	done     chan struct{}
+
+	mu       sync.Mutex
+	outcomes []outcome
+}
+
+func (e *Engine) newRound(t Targets, budget time.Duration, logger *slog.Logger) *round {
+	opts := e.Options()
+	jobs := buildJobs(t)
+	started := time.Now()
+	return &round{
+		targets:  t,
+		jobs:     jobs,
+		opts:     opts,
+		logger:   logger,
+		started:  started,
+		budget:   budget,
+		deadline: started.Add(budget),
+		done:     make(chan struct{}),
+		outcomes: make([]outcome, len(jobs)),
+	}
+}
+
+// run probes every job with a pool of workers bounded by the engine's
+// semaphore; it returns when all jobs are done or the deadline has passed.
+func (r *round) run(e *Engine) {
+	defer close(r.done)
+	ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
+	defer cancel()
+
+	var next atomic.Int64
+	workers := min(cap(e.sem), len(r.jobs))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(r.jobs) || ctx.Err() != nil {
+					return
+				}
+				select {
+				case e.sem <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				o := r.runJob(ctx, e.prober, r.jobs[i])
+				<-e.sem
+				r.mu.Lock()
+				r.outcomes[i] = o
+				r.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (r *round) runJob(ctx context.Context, p Prober, j job) outcome {
+	timeout := r.opts.ProbeTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	logger := r.logger.With(j.logAttrs()...)
+	o := outcome{done: true}
+	switch j.kind {
+	case kindTCP:
+		o.res = p.TCP(pctx, netip.AddrPortFrom(j.ip, j.port.Port), logger)
+	case kindUDPDNS:
+		o.res = p.UDPDNS(pctx, netip.AddrPortFrom(j.ip, j.port.Port), logger)
+	case kindICMP:
+		ir := p.ICMP(pctx, j.ip, probe.ICMPOptions{}, logger)
+		o.res, o.icmp = ir.Result, &ir
+	case kindDNS:
+		h := r.targets.Hostnames[j.host]
+		dr := p.DNS(pctx, j.server, h.Hostname, h.Expect, probe.DNSOptions{Transport: r.opts.DNSTransport}, logger)
+		o.res, o.dns = dr.Result, &dr
+	case kindTLS:
+		h := r.targets.Hostnames[j.host]
+		tr := p.TLS(pctx, netip.AddrPortFrom(j.ip, h.TLS.Port), h.Hostname, h.TLS.Options, logger)
+		o.res, o.tls = tr.Result, &tr
+	}
+	if o.res.Success {
+		logger.Debug("probe succeeded", "duration", o.res.Duration)
+	} else {
+		logger.Debug("probe failed", "reason", o.res.Reason, "err", o.res.Err, "duration", o.res.Duration)
+	}
+	return o
+}
+
+// snapshot copies the outcomes; jobs not finished by now are reported as
+// timeouts that lasted from the start of the round until now.
+func (r *round) snapshot(now time.Time) *RoundResult {
+	r.mu.Lock()
+	outcomes := make([]outcome, len(r.outcomes))
+	copy(outcomes, r.outcomes)
+	r.mu.Unlock()
+	for i := range outcomes {
+		if !outcomes[i].done {
+			outcomes[i] = outcome{res: probe.Result{
+				Duration: now.Sub(r.started),
+				Reason:   probe.ReasonTimeout,
+				Err:      context.DeadlineExceeded,
+			}}
+		}
+	}
+	return &RoundResult{
+		Targets:  r.targets,
+		Jobs:     r.jobs,
+		Outcomes: outcomes,
+		Started:  r.started,
+		Budget:   r.budget,
+		Duration: now.Sub(r.started),
+	}
+}

@@ -1,0 +1,225 @@
+package collector
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lbprobe/lbprobe/probe"
+)
+
+// gateProber is a Prober whose TCP probes block until the gate opens or
+// their context ends, and that records how many ran at once. The other
+// kinds succeed at once. It tests the engine's scheduling, not the network
+// (the probers and the binary are tested against real peers).
+type gateProber struct {
+	gate    chan struct{}
+	running atomic.Int32
+	maxSeen atomic.Int32
+	calls   atomic.Int32
+	started chan struct{} // receives once per TCP call, when buffered room allows
+}
+
+func newGateProber() *gateProber {
+	return &gateProber{gate: make(chan struct{}), started: make(chan struct{}, 1024)}
+}
+
+func (g *gateProber) TCP(ctx context.Context, _ netip.AddrPort, _ *slog.Logger) probe.Result {
+	g.calls.Add(1)
+	n := g.running.Add(1)
+	defer g.running.Add(-1)
+	for {
+		m := g.maxSeen.Load()
+		if n <= m || g.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case g.started <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.gate:
+		return probe.Result{Success: true, Duration: time.Millisecond}
+	case <-ctx.Done():
+		return probe.Result{Reason: probe.ReasonTimeout, Err: ctx.Err()}
+	}
+}
+
+func (g *gateProber) UDPDNS(context.Context, netip.AddrPort, *slog.Logger) probe.Result {
+	return probe.Result{Success: true}
+}
+
+func (g *gateProber) ICMP(context.Context, netip.Addr, probe.ICMPOptions, *slog.Logger) probe.ICMPResult {
+	return probe.ICMPResult{Result: probe.Result{Success: true}, RTT: time.Millisecond}
+}
+
+func (g *gateProber) DNS(context.Context, string, string, []netip.Addr, probe.DNSOptions, *slog.Logger) probe.DNSResult {
+	return probe.DNSResult{Result: probe.Result{Success: true}, Verdict: "correct"}
+}
+
+func (g *gateProber) TLS(context.Context, netip.AddrPort, string, probe.TLSOptions, *slog.Logger) probe.TLSResult {
+	return probe.TLSResult{Result: probe.Result{Success: true}, HandshakeOK: true, Verified: true}
+}
+
+// lbTargets returns n load balancers with one TCP port each on 127.0.0.1.
+func lbTargets(n int) Targets {
+	var t Targets
+	for i := range n {
+		t.LoadBalancers = append(t.LoadBalancers, LoadBalancer{
+			Namespace: "ns",
+			Service:   "svc" + strconv.Itoa(i),
+			IPs:       []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+			Ports:     []Port{{Port: uint16(10000 + i), Protocol: "TCP", Probe: ProbeTCP}},
+		})
+	}
+	return t
+}
+
+func TestEngineConcurrencyBound(t *testing.T) {
+	tests := []struct {
+		name        string
+		concurrency int
+		targets     int
+	}{
+		{"bound below target count", 4, 50},
+		{"bound of one", 1, 5},
+		{"bound above target count", 64, 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newGateProber()
+			targets := lbTargets(tc.targets)
+			e := NewEngine(Options{Concurrency: tc.concurrency, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
+						done := make(chan *RoundResult)
+			go func() { done <- e.Probe(t.Context(), time.Minute) }()
+			want := min(tc.concurrency, tc.targets)
+			for range want {
+				<-p.started
+			}
+			close(p.gate)
+			r := <-done
+			if got := p.maxSeen.Load(); int(got) != want {
+				t.Errorf("max concurrent probes = %d, want %d", got, want)
+			}
+			if got := p.calls.Load(); int(got) != tc.targets {
+				t.Errorf("probes run = %d, want %d", got, tc.targets)
+			}
+			for _, lb := range r.LoadBalancers() {
+				if !lb.IPs[0].Reachable {
+					t.Errorf("%s not reachable", lb.Service)
+				}
+			}
+		})
+	}
+}
+
+func TestEngineCoalescesScrapes(t *testing.T) {
+	p := newGateProber()
+	targets := lbTargets(3)
+	e := NewEngine(Options{Concurrency: 8, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
+	
+	var wg sync.WaitGroup
+	results := make([]*RoundResult, 2)
+	wg.Go(func() { results[0] = e.Probe(t.Context(), time.Minute) })
+	for range 3 { // the first round is in flight
+		<-p.started
+	}
+	wg.Go(func() { results[1] = e.Probe(t.Context(), time.Minute) })
+	// The second scrape must join the round in flight, not start one.
+	waitFor(t, func() bool { return e.Joins() == 1 })
+	close(p.gate)
+	wg.Wait()
+	if got := e.Rounds(); got != 1 {
+		t.Fatalf("rounds after two overlapping scrapes = %d, want 1", got)
+	}
+	if got := p.calls.Load(); got != 3 {
+		t.Errorf("probes = %d, want 3 (one round)", got)
+	}
+	if results[0].Started != results[1].Started {
+		t.Errorf("the scrapes got different rounds: %v and %v", results[0].Started, results[1].Started)
+	}
+
+	// A scrape after the round finished gets a new round, never the old results.
+	waitFor(t, func() bool { return e.Last() != nil })
+	r3 := e.Probe(t.Context(), time.Minute)
+	if got := e.Rounds(); got != 2 {
+		t.Errorf("rounds after a later scrape = %d, want 2", got)
+	}
+	if !r3.Started.After(results[0].Started) {
+		t.Errorf("later scrape got a round started at %v, not after %v", r3.Started, results[0].Started)
+	}
+}
+
+func TestEngineDeadlineReportsTimeouts(t *testing.T) {
+	p := newGateProber() // the gate never opens
+	targets := lbTargets(5)
+	e := NewEngine(Options{Concurrency: 2, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
+	start := time.Now()
+	r := e.Probe(t.Context(), 200*time.Millisecond)
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Fatalf("Probe returned after %v, want about 200ms", elapsed)
+	}
+	counts := r.ProbeCounts()
+	if got := counts[[2]string{"tcp", "timeout"}]; got != 5 {
+		t.Errorf("timeouts = %d, want 5 (counts %v)", got, counts)
+	}
+	for _, lb := range r.LoadBalancers() {
+		if lb.IPs[0].Reachable {
+			t.Errorf("%s reachable after a timeout", lb.Service)
+		}
+	}
+}
+
+func TestEngineScrapeContextEndsFirst(t *testing.T) {
+	p := newGateProber()
+	targets := lbTargets(2)
+	e := NewEngine(Options{Concurrency: 2, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	r := e.Probe(ctx, time.Minute)
+	if got := r.ProbeCounts()[[2]string{"tcp", "timeout"}]; got != 2 {
+		t.Errorf("timeouts = %d, want 2", got)
+	}
+	close(p.gate)
+}
+
+func TestTargetsDedupe(t *testing.T) {
+	ip := netip.MustParseAddr("127.0.0.1")
+	in := Targets{
+		LoadBalancers: []LoadBalancer{
+			{Namespace: "a", Service: "web", IPs: []netip.Addr{ip, ip}, Ports: []Port{{Port: 80, Protocol: "TCP"}, {Port: 80, Protocol: "TCP"}, {Port: 80, Protocol: "UDP"}}},
+			{Namespace: "a", Service: "web", IPs: []netip.Addr{ip}},
+			{Namespace: "b", Service: "web", IPs: []netip.Addr{ip}},
+		},
+		Hostnames: []Hostname{
+			{Hostname: "x.test", Source: "static", Servers: []string{"s:53", "s:53"}},
+			{Hostname: "x.test", Source: "static"},
+			{Hostname: "x.test", Source: "httproute", Namespace: "n", Name: "r"},
+		},
+	}
+	out := in.dedupe()
+	if len(out.LoadBalancers) != 2 || len(out.LoadBalancers[0].IPs) != 1 || len(out.LoadBalancers[0].Ports) != 2 {
+		t.Errorf("load balancers after dedupe = %+v", out.LoadBalancers)
+	}
+	if len(out.Hostnames) != 2 || len(out.Hostnames[0].Servers) != 1 {
+		t.Errorf("hostnames after dedupe = %+v", out.Hostnames)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

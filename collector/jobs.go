@@ -1,0 +1,85 @@
+package collector
+
+import (
+	"net/netip"
+	"strconv"
+
+	"github.com/lbprobe/lbprobe/probe"
+)
+
+// jobKind is the kind of one probe; its string is the `kind` label of
+// lbprobe_probes_total.
+type jobKind string
+
+const (
+	kindTCP    jobKind = "tcp"
+	kindUDPDNS jobKind = "udp_dns"
+	kindICMP   jobKind = "icmp"
+	kindDNS    jobKind = "dns"
+	kindTLS    jobKind = "tls"
+)
+
+// job is one probe of one round. lb and host index into the round's targets.
+type job struct {
+	kind   jobKind
+	lb     int
+	host   int
+	ip     netip.Addr
+	port   Port
+	server string
+}
+
+func (j job) logAttrs() []any {
+	attrs := []any{"kind", string(j.kind)}
+	if j.server != "" {
+		attrs = append(attrs, "server", j.server)
+	}
+	if j.ip.IsValid() {
+		attrs = append(attrs, "ip", j.ip.String())
+	}
+	if j.port.Port != 0 {
+		attrs = append(attrs, "port", strconv.Itoa(int(j.port.Port)))
+	}
+	return attrs
+}
+
+// outcome is the result of one job. done is false for a job that had not
+// finished when the round was read.
+type outcome struct {
+	done bool
+	res  probe.Result
+	icmp *probe.ICMPResult
+	dns  *probe.DNSResult
+	tls  *probe.TLSResult
+}
+
+// buildJobs flattens targets into probe jobs, in a stable order.
+func buildJobs(t Targets) []job {
+	var jobs []job
+	for li, lb := range t.LoadBalancers {
+		for _, ip := range lb.IPs {
+			for _, p := range lb.Ports {
+				switch p.Probe {
+				case ProbeTCP:
+					jobs = append(jobs, job{kind: kindTCP, lb: li, host: -1, ip: ip, port: p})
+				case ProbeDNS:
+					jobs = append(jobs, job{kind: kindUDPDNS, lb: li, host: -1, ip: ip, port: p})
+				}
+			}
+			if lb.ICMP {
+				jobs = append(jobs, job{kind: kindICMP, lb: li, host: -1, ip: ip})
+			}
+		}
+	}
+	for hi, h := range t.Hostnames {
+		for _, s := range h.Servers {
+			jobs = append(jobs, job{kind: kindDNS, lb: -1, host: hi, server: s})
+		}
+		if h.TLS != nil {
+			for _, ip := range h.TLS.IPs {
+				jobs = append(jobs, job{kind: kindTLS, lb: -1, host: hi, ip: ip, port: Port{Port: h.TLS.Port, Protocol: "TCP"}})
+			}
+		}
+	}
+	return jobs
+}

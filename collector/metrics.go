@@ -1,0 +1,164 @@
+package collector
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Label sets shared by several series.
+var (
+	lbIPLabels   = []string{"namespace", "service", "ip"}
+	lbPortLabels = []string{"namespace", "service", "ip", "port", "protocol"}
+	dnsLabels    = []string{"server", "hostname", "source", "namespace", "name"}
+	tlsLabels    = []string{"hostname", "ip", "port", "source", "namespace", "name"}
+)
+
+func withLabel(base []string, extra ...string) []string {
+	return append(append([]string(nil), base...), extra...)
+}
+
+func newGaugeDesc(name, help string, labels []string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+func boolToFloat64(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Descriptors of the series a round produces. Names and label sets are a
+// contract with the mixin and with users' dashboards: see README.md.
+var (
+	descLBReachable = newGaugeDesc("loadbalancer_reachable",
+		"1 when at least one probed port of the load balancer IP answered in this scrape (ICMP when no port is probed), else 0.", lbIPLabels)
+	descPortReachable = newGaugeDesc("loadbalancer_port_reachable",
+		"1 when the port answered the probe in this scrape (TCP connect, or a DNS reply on UDP), else 0.", lbPortLabels)
+	descPortDuration = newGaugeDesc("loadbalancer_probe_duration_seconds",
+		"How long the probe of the port took, failed or not.", lbPortLabels)
+	descPortFailure = newGaugeDesc("loadbalancer_probe_failure_info",
+		"1 for a port whose probe failed, with the reason (refused, timeout, unreachable, permission_denied, error).", withLabel(lbPortLabels, "reason"))
+	descICMPReachable = newGaugeDesc("loadbalancer_icmp_reachable",
+		"1 when the IP answered an ICMP echo in this scrape, else 0 (only for targets with icmp enabled).", lbIPLabels)
+	descICMPRTT = newGaugeDesc("loadbalancer_icmp_rtt_seconds",
+		"Round-trip time of the ICMP echo; absent when there was no reply.", lbIPLabels)
+	descICMPFailure = newGaugeDesc("loadbalancer_icmp_failure_info",
+		"1 for an IP whose ICMP probe failed, with the reason (timeout, permission_denied, ...).", withLabel(lbIPLabels, "reason"))
+
+	descDNSCorrect = newGaugeDesc("gateway_dns_answer_correct",
+		"1 when the server's answer for the hostname is exactly the expected address set, else 0.", dnsLabels)
+	descDNSResult = newGaugeDesc("gateway_dns_answer_result",
+		"1 for the classified result of the lookup: correct, wrong_address, missing_address, extra_address, nxdomain, servfail, refused, timeout, error.", withLabel(dnsLabels, "result"))
+	descDNSDuration = newGaugeDesc("gateway_dns_lookup_duration_seconds",
+		"How long the A and AAAA lookups of the hostname took on the server.", dnsLabels)
+	descDNSAnswer = newGaugeDesc("gateway_dns_answer_info",
+		"1, with the addresses the server answered and the addresses expected (sorted, comma-separated).", withLabel(dnsLabels, "answer", "expected"))
+
+	descTLSSuccess = newGaugeDesc("gateway_tls_handshake_success",
+		"1 when the TLS handshake with SNI = hostname completed on the address, else 0.", tlsLabels)
+	descTLSVerified = newGaugeDesc("gateway_tls_cert_verified",
+		"1 when the certificate chain, validity period and hostname verified, else 0.", tlsLabels)
+	descTLSCovers = newGaugeDesc("gateway_tls_cert_covers_hostname",
+		"1 when the leaf certificate's names cover the hostname, else 0.", tlsLabels)
+	descTLSNotAfter = newGaugeDesc("gateway_tls_cert_not_after_timestamp_seconds",
+		"The leaf certificate's notAfter as a Unix timestamp; absent when no certificate was received.", tlsLabels)
+	descTLSDuration = newGaugeDesc("gateway_tls_probe_duration_seconds",
+		"How long the TLS connect and handshake took.", tlsLabels)
+	descTLSFailure = newGaugeDesc("gateway_tls_failure_info",
+		"1 for a failed TLS check, with the reason (handshake_failed, cert_expired, cert_not_yet_valid, cert_hostname_mismatch, cert_untrusted, refused, timeout, ...).", withLabel(tlsLabels, "reason"))
+
+	descScrapeDuration = newGaugeDesc("lbprobe_scrape_duration_seconds",
+		"How long the round of probes behind this scrape took.", nil)
+	descProbeTimeout = newGaugeDesc("lbprobe_probe_timeout_seconds",
+		"The time this scrape's round was allowed: the scrape timeout minus the offset.", nil)
+	descTargets = newGaugeDesc("lbprobe_targets",
+		"How many targets this scrape probed, by kind (loadbalancer, ip, port, hostname, dns_check, tls_check).", []string{"kind"})
+)
+
+var _ prometheus.Collector = (*RoundResult)(nil)
+
+// Describe implements prometheus.Collector. The set is unchecked (a round's
+// series change with its targets), so Describe sends nothing.
+func (r *RoundResult) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector: it emits the round's series as
+// const metrics.
+func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	var nIPs, nPorts, nDNS, nTLS int
+	for _, lb := range r.LoadBalancers() {
+		for _, ip := range lb.IPs {
+			nIPs++
+			ipStr := ip.IP.String()
+			if ip.Probed {
+				gauge(descLBReachable, boolToFloat64(ip.Reachable), lb.Namespace, lb.Service, ipStr)
+			}
+			for _, p := range ip.Ports {
+				nPorts++
+				labels := []string{lb.Namespace, lb.Service, ipStr, strconv.Itoa(int(p.Port)), p.Protocol}
+				gauge(descPortReachable, boolToFloat64(p.Result.Success), labels...)
+				gauge(descPortDuration, p.Result.Duration.Seconds(), labels...)
+				if !p.Result.Success {
+					gauge(descPortFailure, 1, append(labels, resultLabel(p.Result))...)
+				}
+			}
+			if ip.ICMP != nil {
+				gauge(descICMPReachable, boolToFloat64(ip.ICMP.Success), lb.Namespace, lb.Service, ipStr)
+				if ip.ICMP.Success {
+					gauge(descICMPRTT, ip.ICMP.RTT.Seconds(), lb.Namespace, lb.Service, ipStr)
+				} else {
+					gauge(descICMPFailure, 1, lb.Namespace, lb.Service, ipStr, resultLabel(ip.ICMP.Result))
+				}
+			}
+		}
+	}
+	hostnames := r.Hostnames()
+	for _, h := range hostnames {
+		for _, d := range h.DNS {
+			nDNS++
+			labels := []string{d.Server, h.Hostname.Hostname, h.Source, h.Namespace, h.Name}
+			gauge(descDNSCorrect, boolToFloat64(d.Result.Success), labels...)
+			gauge(descDNSResult, 1, append(labels, string(d.Result.Verdict))...)
+			gauge(descDNSDuration, d.Result.Duration.Seconds(), labels...)
+			gauge(descDNSAnswer, 1, append(labels, joinAddrs(d.Result.Addresses), joinAddrs(h.Expect))...)
+		}
+		for _, t := range h.TLS {
+			nTLS++
+			labels := []string{h.Hostname.Hostname, t.IP.String(), strconv.Itoa(int(t.Port)), h.Source, h.Namespace, h.Name}
+			gauge(descTLSSuccess, boolToFloat64(t.Result.HandshakeOK), labels...)
+			gauge(descTLSVerified, boolToFloat64(t.Result.Verified), labels...)
+			gauge(descTLSDuration, t.Result.Duration.Seconds(), labels...)
+			if !t.Result.NotAfter.IsZero() {
+				gauge(descTLSCovers, boolToFloat64(t.Result.CoversHostname), labels...)
+				gauge(descTLSNotAfter, float64(t.Result.NotAfter.Unix()), labels...)
+			}
+			if !t.Result.Success {
+				gauge(descTLSFailure, 1, append(labels, resultLabel(t.Result.Result))...)
+			}
+		}
+	}
+	gauge(descScrapeDuration, r.Duration.Seconds())
+	gauge(descProbeTimeout, r.Budget.Seconds())
+	gauge(descTargets, float64(len(r.Targets.LoadBalancers)), "loadbalancer")
+	gauge(descTargets, float64(nIPs), "ip")
+	gauge(descTargets, float64(nPorts), "port")
+	gauge(descTargets, float64(len(hostnames)), "hostname")
+	gauge(descTargets, float64(nDNS), "dns_check")
+	gauge(descTargets, float64(nTLS), "tls_check")
+}
+
+// joinAddrs renders addresses as a sorted, comma-separated label value.
+func joinAddrs[T interface{ String() string }](addrs []T) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	slices.Sort(s)
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,161 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lbprobe/lbprobe/probe"
+)
+
+// tableProber answers every probe from a table keyed by address or name,
+// with fixed durations, so that the exposition can be compared exactly.
+type tableProber struct {
+	tcp  map[netip.AddrPort]probe.Result
+	icmp map[netip.Addr]probe.ICMPResult
+	dns  map[string]probe.DNSResult // server + " " + name
+	tls  map[netip.AddrPort]probe.TLSResult
+}
+
+func (p tableProber) TCP(_ context.Context, a netip.AddrPort, _ *slog.Logger) probe.Result {
+	return p.tcp[a]
+}
+func (p tableProber) UDPDNS(_ context.Context, a netip.AddrPort, _ *slog.Logger) probe.Result {
+	return p.tcp[a]
+}
+func (p tableProber) ICMP(_ context.Context, ip netip.Addr, _ probe.ICMPOptions, _ *slog.Logger) probe.ICMPResult {
+	return p.icmp[ip]
+}
+func (p tableProber) DNS(_ context.Context, server, name string, _ []netip.Addr, _ probe.DNSOptions, _ *slog.Logger) probe.DNSResult {
+	return p.dns[server+" "+name]
+}
+func (p tableProber) TLS(_ context.Context, a netip.AddrPort, _ string, _ probe.TLSOptions, _ *slog.Logger) probe.TLSResult {
+	return p.tls[a]
+}
+
+func TestRoundResultCollect(t *testing.T) {
+	ip1, ip2 := netip.MustParseAddr("10.11.80.80"), netip.MustParseAddr("10.11.80.81")
+	ok := probe.Result{Success: true, Duration: 2 * time.Millisecond}
+	refused := probe.Result{Duration: time.Millisecond, Reason: probe.ReasonRefused, Err: syscall.ECONNREFUSED}
+	timeout := probe.Result{Duration: time.Second, Reason: probe.ReasonTimeout, Err: context.DeadlineExceeded}
+	notAfter := time.Unix(1900000000, 0)
+	p := tableProber{
+		tcp: map[netip.AddrPort]probe.Result{
+			netip.AddrPortFrom(ip1, 443): ok,
+			netip.AddrPortFrom(ip1, 80):  refused,
+			netip.AddrPortFrom(ip2, 443): timeout,
+			netip.AddrPortFrom(ip2, 53):  timeout,
+		},
+		icmp: map[netip.Addr]probe.ICMPResult{
+			ip1: {Result: ok, RTT: 500 * time.Microsecond},
+			ip2: {Result: probe.Result{Reason: probe.ReasonPermission, Err: errors.New("no CAP_NET_RAW")}},
+		},
+		dns: map[string]probe.DNSResult{
+			"10.11.80.82:53 app.sbbh.cloud": {Result: ok, Verdict: "correct", Rcode: "NOERROR", Addresses: []netip.Addr{ip1}},
+			"10.11.80.82:53 int.sbbh.cloud": {Result: probe.Result{Duration: 3 * time.Millisecond, Reason: probe.ReasonWrongAddress},
+				Verdict: "wrong_address", Rcode: "NOERROR", Addresses: []netip.Addr{ip1}},
+		},
+		tls: map[netip.AddrPort]probe.TLSResult{
+			netip.AddrPortFrom(ip1, 443): {Result: ok, HandshakeOK: true, Verified: true, CoversHostname: true, NotAfter: notAfter},
+		},
+	}
+	targets := Targets{
+		LoadBalancers: []LoadBalancer{
+			{Namespace: "kube-system", Service: "cilium-gateway-external", IPs: []netip.Addr{ip1}, ICMP: true,
+				Ports: []Port{{Port: 80, Protocol: "TCP", Probe: ProbeTCP}, {Port: 443, Protocol: "TCP", Probe: ProbeTCP}, {Port: 8080, Protocol: "TCP", Probe: ProbeNone}}},
+			{Namespace: "kube-system", Service: "internal", IPs: []netip.Addr{ip2}, ICMP: true,
+				Ports: []Port{{Port: 443, Protocol: "TCP", Probe: ProbeTCP}, {Port: 53, Protocol: "UDP", Probe: ProbeDNS}}},
+		},
+		Hostnames: []Hostname{
+			{Hostname: "app.sbbh.cloud", Expect: []netip.Addr{ip1}, Servers: []string{"10.11.80.82:53"}, Source: "static",
+				TLS: &TLSCheck{Port: 443, IPs: []netip.Addr{ip1}}},
+			{Hostname: "int.sbbh.cloud", Expect: []netip.Addr{ip2}, Servers: []string{"10.11.80.82:53"}, Source: "httproute", Namespace: "apps", Name: "internal-app"},
+		},
+	}
+	e := NewEngine(Options{Concurrency: 4, ProbeTimeout: time.Second}, p, nil, SourceFunc(func() Targets { return targets }))
+	r := e.Probe(t.Context(), time.Minute)
+
+	want := `
+# HELP gateway_dns_answer_correct 1 when the server's answer for the hostname is exactly the expected address set, else 0.
+# TYPE gateway_dns_answer_correct gauge
+gateway_dns_answer_correct{hostname="app.sbbh.cloud",name="",namespace="",server="10.11.80.82:53",source="static"} 1
+gateway_dns_answer_correct{hostname="int.sbbh.cloud",name="internal-app",namespace="apps",server="10.11.80.82:53",source="httproute"} 0
+# HELP gateway_dns_answer_info 1, with the addresses the server answered and the addresses expected (sorted, comma-separated).
+# TYPE gateway_dns_answer_info gauge
+gateway_dns_answer_info{answer="10.11.80.80",expected="10.11.80.80",hostname="app.sbbh.cloud",name="",namespace="",server="10.11.80.82:53",source="static"} 1
+gateway_dns_answer_info{answer="10.11.80.80",expected="10.11.80.81",hostname="int.sbbh.cloud",name="internal-app",namespace="apps",server="10.11.80.82:53",source="httproute"} 1
+# HELP gateway_dns_answer_result 1 for the classified result of the lookup: correct, wrong_address, missing_address, extra_address, nxdomain, servfail, refused, timeout, error.
+# TYPE gateway_dns_answer_result gauge
+gateway_dns_answer_result{hostname="app.sbbh.cloud",name="",namespace="",result="correct",server="10.11.80.82:53",source="static"} 1
+gateway_dns_answer_result{hostname="int.sbbh.cloud",name="internal-app",namespace="apps",result="wrong_address",server="10.11.80.82:53",source="httproute"} 1
+# HELP gateway_tls_cert_not_after_timestamp_seconds The leaf certificate's notAfter as a Unix timestamp; absent when no certificate was received.
+# TYPE gateway_tls_cert_not_after_timestamp_seconds gauge
+gateway_tls_cert_not_after_timestamp_seconds{hostname="app.sbbh.cloud",ip="10.11.80.80",name="",namespace="",port="443",source="static"} 1.9e+09
+# HELP gateway_tls_handshake_success 1 when the TLS handshake with SNI = hostname completed on the address, else 0.
+# TYPE gateway_tls_handshake_success gauge
+gateway_tls_handshake_success{hostname="app.sbbh.cloud",ip="10.11.80.80",name="",namespace="",port="443",source="static"} 1
+# HELP loadbalancer_icmp_failure_info 1 for an IP whose ICMP probe failed, with the reason (timeout, permission_denied, ...).
+# TYPE loadbalancer_icmp_failure_info gauge
+loadbalancer_icmp_failure_info{ip="10.11.80.81",namespace="kube-system",reason="permission_denied",service="internal"} 1
+# HELP loadbalancer_icmp_reachable 1 when the IP answered an ICMP echo in this scrape, else 0 (only for targets with icmp enabled).
+# TYPE loadbalancer_icmp_reachable gauge
+loadbalancer_icmp_reachable{ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
+loadbalancer_icmp_reachable{ip="10.11.80.81",namespace="kube-system",service="internal"} 0
+# HELP loadbalancer_icmp_rtt_seconds Round-trip time of the ICMP echo; absent when there was no reply.
+# TYPE loadbalancer_icmp_rtt_seconds gauge
+loadbalancer_icmp_rtt_seconds{ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 0.0005
+# HELP loadbalancer_port_reachable 1 when the port answered the probe in this scrape (TCP connect, or a DNS reply on UDP), else 0.
+# TYPE loadbalancer_port_reachable gauge
+loadbalancer_port_reachable{ip="10.11.80.80",namespace="kube-system",port="443",protocol="TCP",service="cilium-gateway-external"} 1
+loadbalancer_port_reachable{ip="10.11.80.80",namespace="kube-system",port="80",protocol="TCP",service="cilium-gateway-external"} 0
+loadbalancer_port_reachable{ip="10.11.80.81",namespace="kube-system",port="443",protocol="TCP",service="internal"} 0
+loadbalancer_port_reachable{ip="10.11.80.81",namespace="kube-system",port="53",protocol="UDP",service="internal"} 0
+# HELP loadbalancer_probe_failure_info 1 for a port whose probe failed, with the reason (refused, timeout, unreachable, permission_denied, error).
+# TYPE loadbalancer_probe_failure_info gauge
+loadbalancer_probe_failure_info{ip="10.11.80.80",namespace="kube-system",port="80",protocol="TCP",reason="refused",service="cilium-gateway-external"} 1
+loadbalancer_probe_failure_info{ip="10.11.80.81",namespace="kube-system",port="443",protocol="TCP",reason="timeout",service="internal"} 1
+loadbalancer_probe_failure_info{ip="10.11.80.81",namespace="kube-system",port="53",protocol="UDP",reason="timeout",service="internal"} 1
+# HELP loadbalancer_reachable 1 when at least one probed port of the load balancer IP answered in this scrape (ICMP when no port is probed), else 0.
+# TYPE loadbalancer_reachable gauge
+loadbalancer_reachable{ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
+loadbalancer_reachable{ip="10.11.80.81",namespace="kube-system",service="internal"} 0
+# HELP lbprobe_targets How many targets this scrape probed, by kind (loadbalancer, ip, port, hostname, dns_check, tls_check).
+# TYPE lbprobe_targets gauge
+lbprobe_targets{kind="dns_check"} 2
+lbprobe_targets{kind="hostname"} 2
+lbprobe_targets{kind="ip"} 2
+lbprobe_targets{kind="loadbalancer"} 2
+lbprobe_targets{kind="port"} 4
+lbprobe_targets{kind="tls_check"} 1
+`
+	names := []string{
+		"gateway_dns_answer_correct", "gateway_dns_answer_info", "gateway_dns_answer_result",
+		"gateway_tls_cert_not_after_timestamp_seconds", "gateway_tls_handshake_success",
+		"loadbalancer_icmp_failure_info", "loadbalancer_icmp_reachable", "loadbalancer_icmp_rtt_seconds",
+		"loadbalancer_port_reachable", "loadbalancer_probe_failure_info", "loadbalancer_reachable", "lbprobe_targets",
+	}
+	if err := testutil.CollectAndCompare(r, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	// Every series passes the registry's consistency checks (no duplicates).
+	if n, err := testutil.GatherAndCount(registryWith(t, r)); err != nil || n == 0 {
+		t.Errorf("gather: %d series, err %v", n, err)
+	}
+}
+
+func registryWith(t *testing.T, r *RoundResult) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(r); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}

@@ -1,0 +1,188 @@
+package collector
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/lbprobe/lbprobe/probe"
+)
+
+// RoundResult is the outcome of one round: the targets it probed, one outcome
+// per job, and when it ran. It is read-only once returned.
+type RoundResult struct {
+	Targets  Targets
+	Jobs     []job
+	Outcomes []outcome
+	Started  time.Time
+	Budget   time.Duration // the time the round was allowed
+	Duration time.Duration
+}
+
+// PortStatus is the result of probing one port of one IP.
+type PortStatus struct {
+	Port     uint16
+	Protocol string
+	Kind     string // "tcp" or "udp_dns"
+	Result   probe.Result
+}
+
+// IPStatus is what one round learned about one IP of a load balancer.
+type IPStatus struct {
+	IP        netip.Addr
+	Reachable bool // at least one probed port answered (or, with no probed port, the ICMP echo)
+	Probed    bool // at least one port or ICMP probe ran for this IP
+	Ports     []PortStatus
+	ICMP      *probe.ICMPResult
+}
+
+// LoadBalancerStatus groups the IP statuses of one load balancer.
+type LoadBalancerStatus struct {
+	LoadBalancer
+	IPs []IPStatus
+}
+
+// DNSStatus is the verdict of one server for one hostname.
+type DNSStatus struct {
+	Server string
+	Result probe.DNSResult
+}
+
+// TLSStatus is the TLS check of one hostname on one address.
+type TLSStatus struct {
+	IP     netip.Addr
+	Port   uint16
+	Result probe.TLSResult
+}
+
+// HostnameStatus groups the DNS and TLS results of one hostname.
+type HostnameStatus struct {
+	Hostname
+	DNS []DNSStatus
+	TLS []TLSStatus
+}
+
+// Failing reports whether any probe of the load balancer failed.
+func (s LoadBalancerStatus) Failing() bool {
+	for _, ip := range s.IPs {
+		if !ip.Reachable {
+			return true
+		}
+		for _, p := range ip.Ports {
+			if !p.Result.Success {
+				return true
+			}
+		}
+		if ip.ICMP != nil && !ip.ICMP.Success {
+			return true
+		}
+	}
+	return false
+}
+
+// Failing reports whether any DNS or TLS check of the hostname failed.
+func (s HostnameStatus) Failing() bool {
+	for _, d := range s.DNS {
+		if !d.Result.Success {
+			return true
+		}
+	}
+	for _, t := range s.TLS {
+		if !t.Result.Success {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadBalancers returns the status of every load balancer IP, in target order.
+func (r *RoundResult) LoadBalancers() []LoadBalancerStatus {
+	out := make([]LoadBalancerStatus, len(r.Targets.LoadBalancers))
+	index := make([]map[netip.Addr]int, len(out))
+	for i, lb := range r.Targets.LoadBalancers {
+		out[i].LoadBalancer = lb
+		index[i] = make(map[netip.Addr]int, len(lb.IPs))
+		for _, ip := range lb.IPs {
+			index[i][ip] = len(out[i].IPs)
+			out[i].IPs = append(out[i].IPs, IPStatus{IP: ip})
+		}
+	}
+	for ji, j := range r.Jobs {
+		if j.lb < 0 {
+			continue
+		}
+		st := &out[j.lb].IPs[index[j.lb][j.ip]]
+		o := r.Outcomes[ji]
+		switch j.kind {
+		case kindTCP, kindUDPDNS:
+			st.Ports = append(st.Ports, PortStatus{Port: j.port.Port, Protocol: j.port.Protocol, Kind: string(j.kind), Result: o.res})
+		case kindICMP:
+			icmp := probe.ICMPResult{Result: o.res}
+			if o.icmp != nil {
+				icmp = *o.icmp
+			}
+			st.ICMP = &icmp
+		}
+	}
+	for i := range out {
+		for k := range out[i].IPs {
+			st := &out[i].IPs[k]
+			st.Probed = len(st.Ports) > 0 || st.ICMP != nil
+			if len(st.Ports) > 0 {
+				st.Reachable = slices.ContainsFunc(st.Ports, func(p PortStatus) bool { return p.Result.Success })
+			} else if st.ICMP != nil {
+				st.Reachable = st.ICMP.Success
+			}
+		}
+	}
+	return out
+}
+
+// Hostnames returns the DNS and TLS status of every hostname, in target order.
+func (r *RoundResult) Hostnames() []HostnameStatus {
+	out := make([]HostnameStatus, len(r.Targets.Hostnames))
+	for i, h := range r.Targets.Hostnames {
+		out[i].Hostname = h
+	}
+	for ji, j := range r.Jobs {
+		if j.host < 0 {
+			continue
+		}
+		o := r.Outcomes[ji]
+		switch j.kind {
+		case kindDNS:
+			dr := probe.DNSResult{Result: o.res, Verdict: probe.DNSTimeout} // a job cut off by the deadline
+			if o.dns != nil {
+				dr = *o.dns
+			}
+			out[j.host].DNS = append(out[j.host].DNS, DNSStatus{Server: j.server, Result: dr})
+		case kindTLS:
+			tr := probe.TLSResult{Result: o.res}
+			if o.tls != nil {
+				tr = *o.tls
+			}
+			out[j.host].TLS = append(out[j.host].TLS, TLSStatus{IP: j.ip, Port: j.port.Port, Result: tr})
+		}
+	}
+	return out
+}
+
+// ProbeCounts returns how many probes of each kind ended with each result
+// ("success" or the failure reason).
+func (r *RoundResult) ProbeCounts() map[[2]string]int {
+	counts := make(map[[2]string]int)
+	for i, j := range r.Jobs {
+		counts[[2]string{string(j.kind), resultLabel(r.Outcomes[i].res)}]++
+	}
+	return counts
+}
+
+func resultLabel(res probe.Result) string {
+	if res.Success {
+		return "success"
+	}
+	if res.Reason == probe.ReasonNone {
+		return string(probe.ReasonError)
+	}
+	return string(res.Reason)
+}

@@ -1,0 +1,140 @@
+// Package collector turns targets into probes and probe results into
+// Prometheus series. The Engine runs one round of probes per scrape (shared by
+// scrapes that arrive while it is in flight); a RoundResult is a
+// prometheus.Collector that emits const metrics, so nothing outlives a scrape.
+//
+// Targets come from Sources: the static config is one, Kubernetes discovery
+// another. A Source must answer from memory: it is read at every scrape.
+package collector
+
+import (
+	"net/netip"
+
+	"github.com/lbprobe/lbprobe/probe"
+)
+
+// Source yields the targets to probe. Implementations read from memory (a
+// config already parsed, informer caches) and never block on the network.
+type Source interface {
+	Targets() Targets
+}
+
+// SourceFunc adapts a function to Source.
+type SourceFunc func() Targets
+
+// Targets implements Source.
+func (f SourceFunc) Targets() Targets { return f() }
+
+var _ Source = SourceFunc(nil)
+
+// Targets is everything one source asks to probe.
+type Targets struct {
+	LoadBalancers []LoadBalancer
+	Hostnames     []Hostname
+}
+
+// Merge returns t followed by o.
+func (t Targets) Merge(o Targets) Targets {
+	return Targets{
+		LoadBalancers: append(append([]LoadBalancer(nil), t.LoadBalancers...), o.LoadBalancers...),
+		Hostnames:     append(append([]Hostname(nil), t.Hostnames...), o.Hostnames...),
+	}
+}
+
+// ProbeKind names how a load balancer port is probed.
+type ProbeKind string
+
+// Port probe kinds.
+const (
+	ProbeTCP  ProbeKind = "tcp"  // TCP connect
+	ProbeDNS  ProbeKind = "dns"  // a DNS query over UDP; any reply proves the port answers
+	ProbeNone ProbeKind = "none" // listed, not probed
+)
+
+// LoadBalancer is one LoadBalancer Service (or its static stand-in): every
+// port is probed on every IP.
+type LoadBalancer struct {
+	Namespace string
+	Service   string
+	IPs       []netip.Addr
+	Ports     []Port
+	ICMP      bool   // also ping each IP (opt-in: Cilium does not answer echo on LB IPs by default)
+	Source    string // "static" or "kubernetes"
+}
+
+// Port is one port of a load balancer.
+type Port struct {
+	Port     uint16
+	Protocol string // "TCP" or "UDP"
+	Probe    ProbeKind
+}
+
+// Hostname is one DNS name whose answer is checked on every server, and
+// optionally its TLS certificate on every expected address.
+type Hostname struct {
+	Hostname  string
+	Expect    []netip.Addr
+	Servers   []string // host:port of the DNS servers to ask
+	Source    string   // "static", "httproute" or "service"
+	Namespace string   // of the object the name comes from (may be empty for static names)
+	Name      string
+	TLS       *TLSCheck
+}
+
+// TLSCheck asks for a TLS handshake with SNI = the hostname on every address.
+type TLSCheck struct {
+	Port    uint16
+	IPs     []netip.Addr
+	Options probe.TLSOptions
+}
+
+// dedupe drops repeated targets so that no series is emitted twice: load
+// balancers by (namespace, service), their IPs and ports, hostnames by
+// (hostname, source, namespace, name), their servers and TLS addresses. The
+// first occurrence wins.
+func (t Targets) dedupe() Targets {
+	out := Targets{}
+	seenLB := make(map[[2]string]bool, len(t.LoadBalancers))
+	for _, lb := range t.LoadBalancers {
+		key := [2]string{lb.Namespace, lb.Service}
+		if seenLB[key] {
+			continue
+		}
+		seenLB[key] = true
+		lb.IPs = uniq(lb.IPs, func(a netip.Addr) netip.Addr { return a })
+		lb.Ports = uniq(lb.Ports, func(p Port) Port { return Port{Port: p.Port, Protocol: p.Protocol} })
+		out.LoadBalancers = append(out.LoadBalancers, lb)
+	}
+	seenHost := make(map[[4]string]bool, len(t.Hostnames))
+	for _, h := range t.Hostnames {
+		key := [4]string{h.Hostname, h.Source, h.Namespace, h.Name}
+		if seenHost[key] {
+			continue
+		}
+		seenHost[key] = true
+		h.Servers = uniq(h.Servers, func(s string) string { return s })
+		if h.TLS != nil {
+			tls := *h.TLS
+			tls.IPs = uniq(tls.IPs, func(a netip.Addr) netip.Addr { return a })
+			h.TLS = &tls
+		}
+		out.Hostnames = append(out.Hostnames, h)
+	}
+	return out
+}
+
+// uniq returns s without the elements whose key was seen before.
+func uniq[T any, K comparable](s []T, key func(T) K) []T {
+	if len(s) < 2 {
+		return s
+	}
+	seen := make(map[K]bool, len(s))
+	out := make([]T, 0, len(s))
+	for _, v := range s {
+		if k := key(v); !seen[k] {
+			seen[k] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

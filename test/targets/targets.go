@@ -1,0 +1,282 @@
+// Package targets starts real peers on loopback for tests and for `make run`:
+// TCP listeners, a DNS server answering from a table, a TLS server with a
+// generated certificate. Everything binds to 127.0.0.0/8 only.
+package targets
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// checkLoopback refuses any address outside 127.0.0.0/8 and ::1.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("address %q: targets bind to loopback addresses only", addr)
+	}
+	return nil
+}
+
+// TCP accepts connections on addr (e.g. "127.0.0.1:0") and closes them at
+// once, until ctx ends. It returns the bound address.
+func TCP(ctx context.Context, addr string) (netip.AddrPort, error) {
+	if err := checkLoopback(addr); err != nil {
+		return netip.AddrPort{}, err
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return netip.MustParseAddrPort(l.Addr().String()), nil
+}
+
+// Records is a DNS table: lower-case FQDN (with trailing dot) to addresses.
+// A name mapped to nil answers NOERROR with no records; a name absent
+// answers NXDOMAIN. Set is safe while the server runs.
+type Records struct {
+	mu sync.RWMutex
+	m  map[string][]netip.Addr
+}
+
+// NewRecords returns a table from name -> addresses (names without the
+// trailing dot are accepted).
+func NewRecords(m map[string][]string) *Records {
+	r := &Records{m: make(map[string][]netip.Addr)}
+	for name, addrs := range m {
+		r.Set(name, addrs...)
+	}
+	return r
+}
+
+// Set replaces the addresses of name.
+func (r *Records) Set(name string, addrs ...string) {
+	ips := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		ips = append(ips, netip.MustParseAddr(a))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[dns.Fqdn(strings.ToLower(name))] = ips
+}
+
+func (r *Records) lookup(name string) ([]netip.Addr, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ips, ok := r.m[strings.ToLower(name)]
+	return ips, ok
+}
+
+// ServeDNS implements dns.Handler.
+func (r *Records) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.Authoritative = true
+	if len(req.Question) != 1 {
+		resp.Rcode = dns.RcodeFormatError
+		_ = w.WriteMsg(resp)
+		return
+	}
+	q := req.Question[0]
+	ips, ok := r.lookup(q.Name)
+	if !ok {
+		resp.Rcode = dns.RcodeNameError
+		_ = w.WriteMsg(resp)
+		return
+	}
+	for _, ip := range ips {
+		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 5}
+		switch {
+		case q.Qtype == dns.TypeA && ip.Is4():
+			hdr.Rrtype = dns.TypeA
+			resp.Answer = append(resp.Answer, &dns.A{Hdr: hdr, A: ip.AsSlice()})
+		case q.Qtype == dns.TypeAAAA && ip.Is6():
+			hdr.Rrtype = dns.TypeAAAA
+			resp.Answer = append(resp.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()})
+		}
+	}
+	_ = w.WriteMsg(resp)
+}
+
+// DNS serves records over UDP and TCP on the same loopback address until
+// ctx ends, and returns that address.
+func DNS(ctx context.Context, addr string, records dns.Handler) (netip.AddrPort, error) {
+	if err := checkLoopback(addr); err != nil {
+		return netip.AddrPort{}, err
+	}
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp", addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("listening on udp %s: %w", addr, err)
+	}
+	bound := pc.LocalAddr().String()
+	l, err := lc.Listen(ctx, "tcp", bound)
+	if err != nil {
+		pc.Close()
+		return netip.AddrPort{}, fmt.Errorf("listening on tcp %s: %w", bound, err)
+	}
+	udp := &dns.Server{PacketConn: pc, Handler: records}
+	tcp := &dns.Server{Listener: l, Handler: records}
+	started := make(chan struct{}, 2)
+	udp.NotifyStartedFunc = func() { started <- struct{}{} }
+	tcp.NotifyStartedFunc = func() { started <- struct{}{} }
+	go func() { _ = udp.ActivateAndServe() }()
+	go func() { _ = tcp.ActivateAndServe() }()
+	for range 2 {
+		select {
+		case <-started:
+		case <-time.After(5 * time.Second):
+			return netip.AddrPort{}, errors.New("dns server did not start within 5s")
+		}
+	}
+	go func() {
+		<-ctx.Done()
+		_ = udp.Shutdown()
+		_ = tcp.Shutdown()
+	}()
+	return netip.MustParseAddrPort(bound), nil
+}
+
+// Certificate is a generated CA and a leaf certificate signed by it.
+type Certificate struct {
+	CAPEM []byte
+	Leaf  tls.Certificate
+}
+
+// NewCertificate makes a CA and a leaf for names valid between notBefore and
+// notAfter.
+func NewCertificate(names []string, notBefore, notAfter time.Time) (*Certificate, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "lbprobe test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(10 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("creating CA certificate: %w", err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, fmt.Errorf("parsing CA certificate: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating leaf key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("creating leaf certificate: %w", err)
+	}
+	return &Certificate{
+		CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		Leaf:  tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+	}, nil
+}
+
+// TLS serves TLS handshakes with cert on addr until ctx ends; each
+// connection is closed right after its handshake.
+func TLS(ctx context.Context, addr string, cert tls.Certificate) (netip.AddrPort, error) {
+	if err := checkLoopback(addr); err != nil {
+		return netip.AddrPort{}, err
+	}
+	var lc net.ListenConfig
+	inner, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	l := tls.NewListener(inner, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				_ = c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(inner.Addr().String()), nil
+}
+
+// SilentUDP reads and discards datagrams on addr until ctx ends: a DNS
+// server that never answers. It returns the bound address.
+func SilentUDP(ctx context.Context, addr string) (netip.AddrPort, error) {
+	if err := checkLoopback(addr); err != nil {
+		return netip.AddrPort{}, err
+	}
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp", addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("listening on udp %s: %w", addr, err)
+	}
+	go func() {
+		<-ctx.Done()
+		pc.Close()
+	}()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return netip.MustParseAddrPort(pc.LocalAddr().String()), nil
+}
