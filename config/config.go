@@ -17,16 +17,30 @@
 // All problems of a step are reported together (errors.Join); a step runs
 // only when the previous one found nothing.
 //
-// Defaults (a key that is absent, null, or for strings empty, takes its
-// default):
+// Defaults (for an absent or null key; for the string keys also an empty
+// value):
 //
-//	probe.timeout                       0: the caller uses its --probe.timeout flag
-//	dns.transport                       udp
+//	probe.timeout                            0: the caller uses its --probe.timeout flag
+//	dns.transport                            udp
 //	static.loadbalancers[].ports[].protocol  TCP
 //	static.loadbalancers[].ports[].probe     tcp for TCP, dns for UDP
-//	static.hostnames[].tls.port          443
-//	static.hostnames[].tls.ips           the hostname's expect
-//	static.hostnames[].servers           none here; consumers fall back to dns.servers
+//	static.hostnames[].tls.port              443 (an explicit 0 is an error)
+//	static.hostnames[].tls.ips               a copy of the hostname's expect
+//
+// static.hostnames[].servers stays empty when absent: consumers fall back to
+// dns.servers.
+//
+// Validate rejects: a negative probe.timeout; a dns.transport other than
+// udp or tcp; a dns.domain or hostname that is not a DNS name (hostnames
+// also: wildcards, IP addresses); DNS servers that are not host:port, and
+// duplicates; a load balancer without namespace or service, a repeated
+// (namespace, service), empty or repeated ips, neither ports nor icmp; port
+// 0, a protocol other than TCP or UDP, a probe other than tcp, dns or none,
+// tcp on UDP and dns on TCP (the dns probe speaks UDP), a repeated
+// port/protocol; a hostname without expect, a repeated (hostname,
+// namespace, name), one with no DNS server at all (neither its own servers
+// nor dns.servers); tls.port 0, repeated tls.ips, a tls.ca_file that does
+// not exist.
 //
 // Normalization: protocol is upper case, probe and transport lower case
 // (all case-insensitive in the file); hostnames and dns.domain are lower case

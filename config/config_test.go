@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // invalidFiles pairs every testdata/invalid-*.yml with a substring of the
@@ -548,4 +551,86 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("Validate() of a parsed config: %v", err)
 		}
 	})
+}
+
+// TestStrictWalkCoversDecoder puts odd values (tags, kinds, nulls, aliases)
+// at every position of a config: whatever Parse answers, the strict walk, not
+// yaml.v3's decoder, must be the one to reject it.
+func TestStrictWalkCoversDecoder(t *testing.T) {
+	templates := []string{
+		"probe: $",
+		"probe: {timeout: $}",
+		"dns: $",
+		"dns: {servers: $, domain: x.test, transport: udp}",
+		"dns: {servers: [10.0.0.1], domain: $, transport: udp}",
+		"dns: {servers: [10.0.0.1], domain: x.test, transport: $}",
+		"dns: {servers: [$]}",
+		"static: $",
+		"static: {loadbalancers: $}",
+		"static: {hostnames: $}",
+		"static: {loadbalancers: [$]}",
+		"static: {hostnames: [$]}",
+		"static: {loadbalancers: [{namespace: $, service: b, ips: [10.0.0.1], ports: [{port: 80}], icmp: true}]}",
+		"static: {loadbalancers: [{namespace: a, service: $, ips: [10.0.0.1], ports: [{port: 80}], icmp: true}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: $, ports: [{port: 80}], icmp: true}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: [10.0.0.1], ports: $, icmp: true}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: [10.0.0.1], ports: [{port: 80}], icmp: $}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: [$]}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: [10.0.0.1], ports: [$]}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: [10.0.0.1], ports: [{port: $, protocol: tcp, probe: tcp}]}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: [10.0.0.1], ports: [{port: 80, protocol: $, probe: tcp}]}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: [10.0.0.1], ports: [{port: 80, protocol: tcp, probe: $}]}]}",
+		"static: {loadbalancers: [{namespace: a, service: b, ips: [10.0.0.1], icmp: true, <<: $}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: $, expect: [10.0.0.1], servers: [10.0.0.2], namespace: n, name: m, tls: {}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: $, servers: [10.0.0.2], namespace: n, name: m, tls: {}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], servers: $, namespace: n, name: m, tls: {}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], servers: [10.0.0.2], namespace: $, name: m, tls: {}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], servers: [10.0.0.2], namespace: n, name: $, tls: {}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], servers: [10.0.0.2], namespace: n, name: m, tls: $}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [$]}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], servers: [$]}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], tls: {port: $, ips: [10.0.0.1], insecure_skip_verify: true, ca_file: testdata/ca.pem}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], tls: {port: 443, ips: $, insecure_skip_verify: true, ca_file: testdata/ca.pem}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], tls: {port: 443, ips: [10.0.0.1], insecure_skip_verify: $, ca_file: testdata/ca.pem}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], tls: {port: 443, ips: [10.0.0.1], insecure_skip_verify: true, ca_file: $}}]}",
+		"dns: {servers: [10.0.0.1]}\nstatic: {hostnames: [{hostname: a.test, expect: [10.0.0.1], tls: {<<: $}}]}",
+		"<<: $",
+		"$",
+	}
+	values := []string{
+		"", "~", "null", "!!null", "!!null x", "!!null {}", "!!null []", "x", "'x'", "\"\"", "1", "-1", "0", "80",
+		"80.5", "0x50", "0o17", "1e3", ".inf", "true", "yes", "off", "!!str 80", "!!int 80", "!!int x", "!!float 80",
+		"!!bool true", "!!bool x", "!!binary aGk=", "!!binary ###", "!foo x", "! x", "!!map {}", "!!seq []",
+		"!!str {}", "!!str []", "!!set {a}", "!!omap [{a: 1}]", "!!merge x", "!!timestamp 2001-01-01", "2001-01-01",
+		"{}", "[]", "[x]", "[1]", "[~]", "[[]]", "[{}]", "{a: 1}", "{port: 80}", "[{port: 80}]", "[{port: 80}, ~]",
+		"2s", "-1s", "127.0.0.1", "::1", "'[::1]'", "!!str 127.0.0.1", "[127.0.0.1]", "[10.0.0.1, 10.0.0.1]",
+		"&a {timeout: 1s}", "&a [10.0.0.1]", "&a 80", "[&a {port: 80}, *a]", "[&a 10.0.0.1, *a]", "[&a 10.0.0.1, 10.0.0.2, *a]",
+		"[&a ~, *a]", "{<<: &a {timeout: 1s}}", "{<<: [&a {timeout: 1s}, *a]}", "{<<: &a [10.0.0.1]}", "{<<: ~}",
+		"&a {<<: *a}", "&a [*a]", "{port: &a 80, protocol: *a}", "{port: 80, <<: {port: x}}", "{<<: {port: x}}",
+	}
+	passed := 0
+	for _, tmpl := range templates {
+		for _, v := range values {
+			doc := []byte(strings.ReplaceAll(tmpl, "$", v))
+			body, err := document(doc)
+			if err != nil || body == nil {
+				continue
+			}
+			c := newChecker(len(doc))
+			c.visit(body, configType, "", false)
+			if len(c.errs) > 0 {
+				continue
+			}
+			passed++
+			dec := yaml.NewDecoder(bytes.NewReader(doc))
+			dec.KnownFields(true)
+			if err := dec.Decode(&Config{}); err != nil {
+				t.Errorf("the strict walk let through what yaml.v3 rejects:\n%s\n%v", doc, err)
+			}
+		}
+	}
+	t.Logf("%d documents passed the strict walk and decoded", passed)
+	if passed < 200 {
+		t.Errorf("only %d documents passed the strict walk: the test hardly reaches the decoder", passed)
+	}
 }

@@ -176,6 +176,10 @@ func (c *checker) mapping(n *yaml.Node, t reflect.Type, path string) {
 		c.addf(path, n, "expected a mapping, got %s", describe(n))
 		return
 	}
+	if tag := n.ShortTag(); tag != "!!map" {
+		c.addf(path, n, "unexpected tag %s on a mapping", truncate(tag))
+		return
+	}
 	fields, ok := c.fields[t]
 	if !ok {
 		fields = fieldsOf(t)
@@ -188,10 +192,7 @@ func (c *checker) mapping(n *yaml.Node, t reflect.Type, path string) {
 // done holds the keys already set by the mapping that merges n, which take
 // precedence, as in yaml.v3.
 func (c *checker) keys(n *yaml.Node, fields []field, path string, done map[string]bool) {
-	where := "in " + path
-	if path == "" {
-		where = "at the top level"
-	}
+	where := where(path)
 	seen := make(map[string]int, len(n.Content)/2)
 	var merge *yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -201,7 +202,7 @@ func (c *checker) keys(n *yaml.Node, fields []field, path string, done map[strin
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
-			c.keyErrorf(k.Line, "duplicate key %q %s (first at line %d)", k.Value, where, first)
+			c.keyErrorf(k.Line, "duplicate key %q %s (first at line %d)", truncate(k.Value), where, first)
 			continue
 		}
 		seen[k.Value] = k.Line
@@ -219,7 +220,7 @@ func (c *checker) keys(n *yaml.Node, fields []field, path string, done map[strin
 			for j, f := range fields {
 				names[j] = f.name
 			}
-			c.keyErrorf(k.Line, "unknown key %q %s (known: %s)", k.Value, where, strings.Join(names, ", "))
+			c.keyErrorf(k.Line, "unknown key %q %s (known: %s)", truncate(k.Value), where, strings.Join(names, ", "))
 			continue
 		}
 		p := joinPath(path, k.Value)
@@ -235,7 +236,7 @@ func (c *checker) keys(n *yaml.Node, fields []field, path string, done map[strin
 // list of those (yaml.v3 accepts nothing else).
 func (c *checker) merge(v *yaml.Node, fields []field, path string, done map[string]bool) {
 	bad := func(n *yaml.Node) {
-		c.keyErrorf(n.Line, "merge key << in %s needs a mapping or a list of mappings, got %s", orTop(path), describe(n))
+		c.keyErrorf(n.Line, "merge key << %s needs a mapping or a list of mappings, got %s", where(path), describe(n))
 	}
 	switch v.Kind {
 	case yaml.MappingNode, yaml.AliasNode:
@@ -282,6 +283,10 @@ func (c *checker) sequence(n *yaml.Node, t reflect.Type, path string) {
 	}
 	if n.Kind != yaml.SequenceNode {
 		c.addf(path, n, "expected a list, got %s", describe(n))
+		return
+	}
+	if tag := n.ShortTag(); tag != "!!seq" {
+		c.addf(path, n, "unexpected tag %s on a list", truncate(tag))
 		return
 	}
 	for i, it := range n.Content {
@@ -347,7 +352,12 @@ func expected(t reflect.Type) string {
 
 // isNull reports whether n is a null scalar (absent value, ~ or null).
 func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!null" {
+		return false
+	}
+	// A null tag on a value that is not null ("!!null x") fails to decode.
+	var v any
+	return n.Decode(&v) == nil
 }
 
 // isMerge reports whether key k is the merge key, as yaml.v3 decides it.
@@ -400,9 +410,10 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-func orTop(path string) string {
+// where places a key for a message: "in static.loadbalancers[0]".
+func where(path string) string {
 	if path == "" {
-		return "the top level"
+		return "at the top level"
 	}
-	return path
+	return "in " + path
 }

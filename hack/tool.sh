@@ -47,7 +47,7 @@ binaries_of() {
 version_of() {
   case $1 in
     staticcheck) echo "$STATICCHECK_VERSION" ;;
-    prometheus) echo "$PROMETHEUS_VERSION" ;;
+    prometheus) echo "$PROMETHEUS_VERSION${PROMETHEUS_BUILD_TAGS:+-${PROMETHEUS_BUILD_TAGS//,/-}}" ;;
     jsonnet) echo "$JSONNET_VERSION" ;;
     kube) echo "$KUBERNETES_VERSION-etcd-$ETCD_VERSION" ;;
     k8s_gateway) echo "$K8S_GATEWAY_VERSION" ;;
@@ -81,12 +81,12 @@ version_cmd() {
 gobuild_env=(env GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=)
 
 # go install pkg@version into a folder of ours (GOBIN only names the output folder).
-install_at() { # out version ldflags pkg...
-  local out=$1 ver=$2 ldflags=$3
-  shift 3
+install_at() { # out version ldflags tags pkg...
+  local out=$1 ver=$2 ldflags=$3 tags=$4
+  shift 4
   local pkg
   for pkg in "$@"; do
-    GOBIN=$out "${gobuild_env[@]}" go install -trimpath -ldflags "$ldflags" "$pkg@$ver" >&2 || return
+    GOBIN=$out "${gobuild_env[@]}" go install -trimpath -tags "$tags" -ldflags "$ldflags" "$pkg@$ver" >&2 || return
   done
 }
 
@@ -98,7 +98,7 @@ check_pin() { # dir module want
 }
 
 build_staticcheck() {
-  install_at "$1" "$STATICCHECK_VERSION" "-s -w" honnef.co/go/tools/cmd/staticcheck
+  install_at "$1" "$STATICCHECK_VERSION" "-s -w" "" honnef.co/go/tools/cmd/staticcheck
 }
 
 build_prometheus() {
@@ -107,21 +107,21 @@ build_prometheus() {
   local pv=$((mm / 100)).$((mm % 100)).${v#*.}
   install_at "$1" "$PROMETHEUS_VERSION" \
     "-s -w -X github.com/prometheus/common/version.Version=$pv -X github.com/prometheus/common/version.Branch=HEAD" \
-    github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+    "$PROMETHEUS_BUILD_TAGS" github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
 }
 
 build_jsonnet() {
-  install_at "$1" "$JSONNET_VERSION" "-s -w" \
+  install_at "$1" "$JSONNET_VERSION" "-s -w" "" \
     github.com/google/go-jsonnet/cmd/jsonnet github.com/google/go-jsonnet/cmd/jsonnetfmt
 }
 
 build_helm() {
-  install_at "$1" "$HELM_VERSION" "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  install_at "$1" "$HELM_VERSION" "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "" \
     helm.sh/helm/v3/cmd/helm
 }
 
 build_controller-gen() {
-  install_at "$1" "$CONTROLLER_GEN_VERSION" "-s -w" sigs.k8s.io/controller-tools/cmd/controller-gen
+  install_at "$1" "$CONTROLLER_GEN_VERSION" "-s -w" "" sigs.k8s.io/controller-tools/cmd/controller-gen
 }
 
 build_kube() {

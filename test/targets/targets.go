@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -132,21 +133,26 @@ func (r *Records) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 }
 
 // DNS serves records over UDP and TCP on the same loopback address until
-// ctx ends, and returns that address.
+// ctx ends, and returns that address. With port 0 it retries until it finds
+// a port free for both UDP and TCP.
 func DNS(ctx context.Context, addr string, records dns.Handler) (netip.AddrPort, error) {
 	if err := checkLoopback(addr); err != nil {
 		return netip.AddrPort{}, err
 	}
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", addr)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("listening on udp %s: %w", addr, err)
+	_, port, _ := net.SplitHostPort(addr)
+	var (
+		pc  net.PacketConn
+		l   net.Listener
+		err error
+	)
+	for attempt := 0; ; attempt++ {
+		pc, l, err = listenUDPAndTCP(ctx, addr)
+		if err == nil || port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == 20 {
+			break
+		}
 	}
-	bound := pc.LocalAddr().String()
-	l, err := lc.Listen(ctx, "tcp", bound)
 	if err != nil {
-		pc.Close()
-		return netip.AddrPort{}, fmt.Errorf("listening on tcp %s: %w", bound, err)
+		return netip.AddrPort{}, err
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: records}
 	tcp := &dns.Server{Listener: l, Handler: records}
@@ -167,7 +173,23 @@ func DNS(ctx context.Context, addr string, records dns.Handler) (netip.AddrPort,
 		_ = udp.Shutdown()
 		_ = tcp.Shutdown()
 	}()
-	return netip.MustParseAddrPort(bound), nil
+	return netip.MustParseAddrPort(pc.LocalAddr().String()), nil
+}
+
+// listenUDPAndTCP binds UDP on addr, then TCP on the port UDP got.
+func listenUDPAndTCP(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listening on udp %s: %w", addr, err)
+	}
+	bound := pc.LocalAddr().String()
+	l, err := lc.Listen(ctx, "tcp", bound)
+	if err != nil {
+		pc.Close()
+		return nil, nil, fmt.Errorf("listening on tcp %s: %w", bound, err)
+	}
+	return pc, l, nil
 }
 
 // Certificate is a generated CA and a leaf certificate signed by it.
@@ -279,4 +301,32 @@ func SilentUDP(ctx context.Context, addr string) (netip.AddrPort, error) {
 		}
 	}()
 	return netip.MustParseAddrPort(pc.LocalAddr().String()), nil
+}
+
+// ClosedTCP reserves a TCP port on a loopback IPv4 address without
+// listening on it, until ctx ends: connections to it are refused, and no
+// other socket can take the port meanwhile.
+func ClosedTCP(ctx context.Context, ip string) (netip.AddrPort, error) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || !addr.Is4() || !addr.IsLoopback() {
+		return netip.AddrPort{}, fmt.Errorf("address %q: a loopback IPv4 address is needed", ip)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("socket: %w", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: addr.As4()}); err != nil {
+		syscall.Close(fd)
+		return netip.AddrPort{}, fmt.Errorf("bind %s: %w", ip, err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		return netip.AddrPort{}, fmt.Errorf("getsockname: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		syscall.Close(fd)
+	}()
+	return netip.AddrPortFrom(addr, uint16(sa.(*syscall.SockaddrInet4).Port)), nil
 }
