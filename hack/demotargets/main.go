@@ -5,7 +5,7 @@
 //	127.0.0.1:18081/tcp   closed         (lab/web: one port refused)
 //	127.0.0.1:15353       DNS, UDP + TCP (lab/k8s-gateway and the DNS server of the hostnames)
 //	127.0.0.2:18443/tcp   TLS for app.example.test
-//	127.0.0.3             nothing        (lab/pending-backend: unreachable)
+//	127.0.0.3             nothing        (lab/no-backend: unreachable)
 //
 // The DNS table answers app.example.test correctly, wrong.example.test with
 // the wrong address and gone.example.test with NXDOMAIN.
