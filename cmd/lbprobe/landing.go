@@ -62,10 +62,10 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 		RoundAt:       round.Started.Format(time.RFC3339),
 		RoundDuration: round.Duration.Round(time.Millisecond).String(),
 	}
-	if loaded, err, at := s.configs.Status(); loaded {
-		data.ConfigLoaded = at.Format(time.RFC3339)
-		if err != nil {
-			data.ConfigError = err.Error()
+	if st := s.configs.Status(); st.Loaded {
+		data.ConfigLoaded = st.At.Format(time.RFC3339)
+		if st.LastErr != nil {
+			data.ConfigError = st.LastErr.Error()
 		}
 	}
 	for _, lb := range round.LoadBalancers() {

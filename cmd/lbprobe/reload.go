@@ -75,11 +75,18 @@ func (m *configManager) apply() error {
 	return nil
 }
 
+// configStatus is what the landing page and readiness show of the config.
+type configStatus struct {
+	Loaded  bool      // a config has been applied
+	At      time.Time // when the last good one was applied
+	LastErr error     // why the last reload failed; nil when it succeeded
+}
+
 // Status reports whether a config has been loaded and the last reload error.
-func (m *configManager) Status() (loaded bool, lastErr error, at time.Time) {
+func (m *configManager) Status() configStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.loaded, m.lastErr, m.lastReloadAt
+	return configStatus{Loaded: m.loaded, At: m.lastReloadAt, LastErr: m.lastErr}
 }
 
 // reloadOnSIGHUP reloads the config at every SIGHUP until ctx ends.

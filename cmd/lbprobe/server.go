@@ -84,7 +84,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) handleReady(w http.ResponseWriter, _ *http.Request) {
-	if loaded, _, _ := s.configs.Status(); !loaded {
+	if !s.configs.Status().Loaded {
 		http.Error(w, "Not ready: no configuration loaded yet", http.StatusServiceUnavailable)
 		return
 	}
