@@ -279,8 +279,10 @@ func (r *round) runJob(ctx context.Context, p Prober, j job) outcome {
 		o.res, o.dns = dr.Result, &dr
 	case kindTLS:
 		h := r.targets.Hostnames[j.host]
-		tr := p.TLS(pctx, netip.AddrPortFrom(j.ip, h.TLS.Port), h.Hostname, h.TLS.Options, logger)
+		tr := p.TLS(pctx, netip.AddrPortFrom(j.ip, j.port.Port), h.Hostname, j.tls.Options, logger)
 		o.res, o.tls = tr.Result, &tr
+	case kindListener:
+		o.res = p.TCP(pctx, netip.AddrPortFrom(j.ip, j.port.Port), logger)
 	}
 	if o.res.Success {
 		logger.Debug("probe succeeded", "duration", o.res.Duration)

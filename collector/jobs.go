@@ -17,16 +17,21 @@ const (
 	kindICMP   jobKind = "icmp"
 	kindDNS    jobKind = "dns"
 	kindTLS    jobKind = "tls"
+	// kindListener is a TCP connect to a Gateway listener.
+	kindListener jobKind = "gateway_listener"
 )
 
-// job is one probe of one round. lb and host index into the round's targets.
+// job is one probe of one round. lb, host and listener index into the
+// round's targets (-1 when not used).
 type job struct {
-	kind   jobKind
-	lb     int
-	host   int
-	ip     netip.Addr
-	port   Port
-	server string
+	kind     jobKind
+	lb       int
+	host     int
+	listener int
+	tls      *TLSCheck
+	ip       netip.Addr
+	port     Port
+	server   string
 }
 
 func (j job) logAttrs() []any {
@@ -61,25 +66,31 @@ func buildJobs(t Targets) []job {
 			for _, p := range lb.Ports {
 				switch p.Probe {
 				case ProbeTCP:
-					jobs = append(jobs, job{kind: kindTCP, lb: li, host: -1, ip: ip, port: p})
+					jobs = append(jobs, job{kind: kindTCP, lb: li, host: -1, listener: -1, ip: ip, port: p})
 				case ProbeDNS:
-					jobs = append(jobs, job{kind: kindUDPDNS, lb: li, host: -1, ip: ip, port: p})
+					jobs = append(jobs, job{kind: kindUDPDNS, lb: li, host: -1, listener: -1, ip: ip, port: p})
 				}
 			}
 			if lb.ICMP {
-				jobs = append(jobs, job{kind: kindICMP, lb: li, host: -1, ip: ip})
+				jobs = append(jobs, job{kind: kindICMP, lb: li, host: -1, listener: -1, ip: ip})
 			}
 		}
 	}
 	for hi, h := range t.Hostnames {
 		for _, s := range h.Servers {
-			jobs = append(jobs, job{kind: kindDNS, lb: -1, host: hi, server: s})
+			jobs = append(jobs, job{kind: kindDNS, lb: -1, host: hi, listener: -1, server: s})
 		}
-		if h.TLS != nil {
-			for _, ip := range h.TLS.IPs {
-				jobs = append(jobs, job{kind: kindTLS, lb: -1, host: hi, ip: ip, port: Port{Port: h.TLS.Port, Protocol: "TCP"}})
+		for _, c := range h.TLS {
+			for _, ip := range c.IPs {
+				jobs = append(jobs, job{kind: kindTLS, lb: -1, host: hi, listener: -1, tls: &c, ip: ip, port: Port{Port: c.Port, Protocol: "TCP"}})
 			}
 		}
+	}
+	for gi, l := range t.GatewayListeners {
+		if l.Protocol == "UDP" {
+			continue
+		}
+		jobs = append(jobs, job{kind: kindListener, lb: -1, host: -1, listener: gi, ip: l.Address, port: Port{Port: l.Port, Protocol: "TCP"}})
 	}
 	return jobs
 }

@@ -14,6 +14,7 @@ var (
 	lbPortLabels = []string{"namespace", "service", "ip", "port", "protocol"}
 	dnsLabels    = []string{"server", "hostname", "source", "namespace", "name"}
 	tlsLabels    = []string{"hostname", "ip", "port", "source", "namespace", "name"}
+	gwLabels     = []string{"namespace", "gateway", "listener", "address", "port"}
 )
 
 func withLabel(base []string, extra ...string) []string {
@@ -71,12 +72,19 @@ var (
 	descTLSFailure = newGaugeDesc("gateway_tls_failure_info",
 		"1 for a failed TLS check, with the reason (handshake_failed, cert_expired, cert_not_yet_valid, cert_hostname_mismatch, cert_untrusted, refused, timeout, ...).", withLabel(tlsLabels, "reason"))
 
+	descListenerReachable = newGaugeDesc("gateway_listener_reachable",
+		"1 when a TCP connect to the Gateway listener's port on the address succeeded in this scrape, else 0 (UDP listeners are not probed).", gwLabels)
+	descListenerDuration = newGaugeDesc("gateway_listener_probe_duration_seconds",
+		"How long the TCP probe of the Gateway listener took.", gwLabels)
+	descListenerFailure = newGaugeDesc("gateway_listener_failure_info",
+		"1 for a Gateway listener whose probe failed, with the reason.", withLabel(gwLabels, "reason"))
+
 	descScrapeDuration = newGaugeDesc("lbprobe_scrape_duration_seconds",
 		"How long the round of probes behind this scrape took.", nil)
 	descProbeTimeout = newGaugeDesc("lbprobe_probe_timeout_seconds",
 		"The time this scrape's round was allowed: the scrape timeout minus the offset.", nil)
 	descTargets = newGaugeDesc("lbprobe_targets",
-		"How many targets this scrape probed, by kind (loadbalancer, ip, port, hostname, dns_check, tls_check).", []string{"kind"})
+		"How many targets this scrape probed, by kind (loadbalancer, ip, port, hostname, dns_check, tls_check, gateway_listener).", []string{"kind"})
 )
 
 var _ prometheus.Collector = (*RoundResult)(nil)
@@ -143,6 +151,19 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	var nListeners int
+	for _, l := range r.GatewayListeners() {
+		if !l.Probed {
+			continue
+		}
+		nListeners++
+		labels := []string{l.Namespace, l.Gateway, l.Listener, l.Address.String(), strconv.Itoa(int(l.Port))}
+		gauge(descListenerReachable, boolToFloat64(l.Result.Success), labels...)
+		gauge(descListenerDuration, l.Result.Duration.Seconds(), labels...)
+		if !l.Result.Success {
+			gauge(descListenerFailure, 1, append(labels, resultLabel(l.Result))...)
+		}
+	}
 	gauge(descScrapeDuration, r.Duration.Seconds())
 	gauge(descProbeTimeout, r.Budget.Seconds())
 	gauge(descTargets, float64(len(r.Targets.LoadBalancers)), "loadbalancer")
@@ -151,6 +172,7 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 	gauge(descTargets, float64(len(hostnames)), "hostname")
 	gauge(descTargets, float64(nDNS), "dns_check")
 	gauge(descTargets, float64(nTLS), "tls_check")
+	gauge(descTargets, float64(nListeners), "gateway_listener")
 }
 
 // joinAddrs renders addresses as a sorted, comma-separated label value.

@@ -53,6 +53,7 @@ func TestRoundResultCollect(t *testing.T) {
 			netip.AddrPortFrom(ip1, 80):  refused,
 			netip.AddrPortFrom(ip2, 443): timeout,
 			netip.AddrPortFrom(ip2, 53):  timeout,
+			netip.AddrPortFrom(ip2, 80):  refused,
 		},
 		icmp: map[netip.Addr]probe.ICMPResult{
 			ip1: {Result: ok, RTT: 500 * time.Microsecond},
@@ -76,8 +77,13 @@ func TestRoundResultCollect(t *testing.T) {
 		},
 		Hostnames: []Hostname{
 			{Hostname: "app.sbbh.cloud", Expect: []netip.Addr{ip1}, Servers: []string{"10.11.80.82:53"}, Source: "static",
-				TLS: &TLSCheck{Port: 443, IPs: []netip.Addr{ip1}}},
+				TLS: []TLSCheck{{Port: 443, IPs: []netip.Addr{ip1}}}},
 			{Hostname: "int.sbbh.cloud", Expect: []netip.Addr{ip2}, Servers: []string{"10.11.80.82:53"}, Source: "httproute", Namespace: "apps", Name: "internal-app"},
+		},
+		GatewayListeners: []GatewayListener{
+			{Namespace: "gateway", Gateway: "external", Listener: "https", Address: ip1, Port: 443, Protocol: "HTTPS"},
+			{Namespace: "gateway", Gateway: "internal", Listener: "http", Address: ip2, Port: 80, Protocol: "HTTP"},
+			{Namespace: "gateway", Gateway: "internal", Listener: "dns", Address: ip2, Port: 53, Protocol: "UDP"},
 		},
 	}
 	e := NewEngine(Options{Concurrency: 4, ProbeTimeout: time.Second}, p, nil, SourceFunc(func() Targets { return targets }))
@@ -127,9 +133,17 @@ loadbalancer_probe_failure_info{ip="10.11.80.81",namespace="kube-system",port="5
 # TYPE loadbalancer_reachable gauge
 loadbalancer_reachable{ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
 loadbalancer_reachable{ip="10.11.80.81",namespace="kube-system",service="internal"} 0
-# HELP lbprobe_targets How many targets this scrape probed, by kind (loadbalancer, ip, port, hostname, dns_check, tls_check).
+# HELP gateway_listener_failure_info 1 for a Gateway listener whose probe failed, with the reason.
+# TYPE gateway_listener_failure_info gauge
+gateway_listener_failure_info{address="10.11.80.81",gateway="internal",listener="http",namespace="gateway",port="80",reason="refused"} 1
+# HELP gateway_listener_reachable 1 when a TCP connect to the Gateway listener's port on the address succeeded in this scrape, else 0 (UDP listeners are not probed).
+# TYPE gateway_listener_reachable gauge
+gateway_listener_reachable{address="10.11.80.80",gateway="external",listener="https",namespace="gateway",port="443"} 1
+gateway_listener_reachable{address="10.11.80.81",gateway="internal",listener="http",namespace="gateway",port="80"} 0
+# HELP lbprobe_targets How many targets this scrape probed, by kind (loadbalancer, ip, port, hostname, dns_check, tls_check, gateway_listener).
 # TYPE lbprobe_targets gauge
 lbprobe_targets{kind="dns_check"} 2
+lbprobe_targets{kind="gateway_listener"} 2
 lbprobe_targets{kind="hostname"} 2
 lbprobe_targets{kind="ip"} 2
 lbprobe_targets{kind="loadbalancer"} 2
@@ -141,6 +155,7 @@ lbprobe_targets{kind="tls_check"} 1
 		"gateway_tls_cert_not_after_timestamp_seconds", "gateway_tls_handshake_success",
 		"loadbalancer_icmp_failure_info", "loadbalancer_icmp_reachable", "loadbalancer_icmp_rtt_seconds",
 		"loadbalancer_port_reachable", "loadbalancer_probe_failure_info", "loadbalancer_reachable", "lbprobe_targets",
+		"gateway_listener_reachable", "gateway_listener_failure_info",
 	}
 	if err := testutil.CollectAndCompare(r, strings.NewReader(want), names...); err != nil {
 		t.Error(err)

@@ -61,7 +61,7 @@ func StaticTargets(cfg *config.Config) (Targets, error) {
 			target.Servers = cfg.DNS.Servers
 		}
 		if h.TLS != nil {
-			check := &TLSCheck{Port: h.TLS.Port, IPs: h.TLS.IPs, Options: probe.TLSOptions{InsecureSkipVerify: h.TLS.InsecureSkipVerify}}
+			check := TLSCheck{Port: h.TLS.Port, IPs: h.TLS.IPs, Options: probe.TLSOptions{InsecureSkipVerify: h.TLS.InsecureSkipVerify}}
 			if len(check.IPs) == 0 {
 				check.IPs = h.Expect
 			}
@@ -72,7 +72,7 @@ func StaticTargets(cfg *config.Config) (Targets, error) {
 				}
 				check.Options.RootCAs = pool
 			}
-			target.TLS = check
+			target.TLS = []TLSCheck{check}
 		}
 		t.Hostnames = append(t.Hostnames, target)
 	}

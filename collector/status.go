@@ -167,6 +167,30 @@ func (r *RoundResult) Hostnames() []HostnameStatus {
 	return out
 }
 
+// GatewayListenerStatus is the TCP probe of one Gateway listener on one
+// address. Result is the zero Result (not Success) for a UDP listener, which
+// is not probed: Probed tells.
+type GatewayListenerStatus struct {
+	GatewayListener
+	Probed bool
+	Result probe.Result
+}
+
+// GatewayListeners returns the status of every Gateway listener, in target order.
+func (r *RoundResult) GatewayListeners() []GatewayListenerStatus {
+	out := make([]GatewayListenerStatus, len(r.Targets.GatewayListeners))
+	for i, l := range r.Targets.GatewayListeners {
+		out[i].GatewayListener = l
+	}
+	for ji, j := range r.Jobs {
+		if j.kind == kindListener {
+			out[j.listener].Probed = true
+			out[j.listener].Result = r.Outcomes[ji].res
+		}
+	}
+	return out
+}
+
 // ProbeCounts returns how many probes of each kind ended with each result
 // ("success" or the failure reason).
 func (r *RoundResult) ProbeCounts() map[[2]string]int {

@@ -29,15 +29,17 @@ var _ Source = SourceFunc(nil)
 
 // Targets is everything one source asks to probe.
 type Targets struct {
-	LoadBalancers []LoadBalancer
-	Hostnames     []Hostname
+	LoadBalancers    []LoadBalancer
+	Hostnames        []Hostname
+	GatewayListeners []GatewayListener
 }
 
 // Merge returns t followed by o.
 func (t Targets) Merge(o Targets) Targets {
 	return Targets{
-		LoadBalancers: append(append([]LoadBalancer(nil), t.LoadBalancers...), o.LoadBalancers...),
-		Hostnames:     append(append([]Hostname(nil), t.Hostnames...), o.Hostnames...),
+		LoadBalancers:    append(append([]LoadBalancer(nil), t.LoadBalancers...), o.LoadBalancers...),
+		Hostnames:        append(append([]Hostname(nil), t.Hostnames...), o.Hostnames...),
+		GatewayListeners: append(append([]GatewayListener(nil), t.GatewayListeners...), o.GatewayListeners...),
 	}
 }
 
@@ -70,7 +72,7 @@ type Port struct {
 }
 
 // Hostname is one DNS name whose answer is checked on every server, and
-// optionally its TLS certificate on every expected address.
+// optionally its TLS certificate by each TLS check.
 type Hostname struct {
 	Hostname  string
 	Expect    []netip.Addr
@@ -78,14 +80,27 @@ type Hostname struct {
 	Source    string   // "static", "httproute" or "service"
 	Namespace string   // of the object the name comes from (may be empty for static names)
 	Name      string
-	TLS       *TLSCheck
+	TLS       []TLSCheck
 }
 
-// TLSCheck asks for a TLS handshake with SNI = the hostname on every address.
+// TLSCheck asks for a TLS handshake with SNI = the hostname on every address
+// of the check, at its port.
 type TLSCheck struct {
 	Port    uint16
 	IPs     []netip.Addr
 	Options probe.TLSOptions
+}
+
+// GatewayListener is one listener port of a Gateway on one of its
+// addresses; it is probed with a TCP connect (UDP listeners are listed, not
+// probed).
+type GatewayListener struct {
+	Namespace string
+	Gateway   string
+	Listener  string
+	Address   netip.Addr
+	Port      uint16
+	Protocol  string // the listener's protocol: HTTP, HTTPS, TLS, TCP, UDP, ...
 }
 
 // dedupe drops repeated targets so that no series is emitted twice: load
@@ -113,12 +128,25 @@ func (t Targets) dedupe() Targets {
 		}
 		seenHost[key] = true
 		h.Servers = uniq(h.Servers, func(s string) string { return s })
-		if h.TLS != nil {
-			tls := *h.TLS
-			tls.IPs = uniq(tls.IPs, func(a netip.Addr) netip.Addr { return a })
-			h.TLS = &tls
+		checks := make([]TLSCheck, 0, len(h.TLS))
+		seenPort := make(map[uint16]bool, len(h.TLS))
+		for _, c := range h.TLS {
+			if seenPort[c.Port] {
+				continue
+			}
+			seenPort[c.Port] = true
+			c.IPs = uniq(c.IPs, func(a netip.Addr) netip.Addr { return a })
+			checks = append(checks, c)
 		}
+		h.TLS = checks
 		out.Hostnames = append(out.Hostnames, h)
+	}
+	seenListener := make(map[GatewayListener]bool, len(t.GatewayListeners))
+	for _, l := range t.GatewayListeners {
+		if !seenListener[l] {
+			seenListener[l] = true
+			out.GatewayListeners = append(out.GatewayListeners, l)
+		}
 	}
 	return out
 }
