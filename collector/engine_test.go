@@ -96,7 +96,7 @@ func TestEngineConcurrencyBound(t *testing.T) {
 			p := newGateProber()
 			targets := lbTargets(tc.targets)
 			e := NewEngine(Options{Concurrency: tc.concurrency, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
-						done := make(chan *RoundResult)
+			done := make(chan *RoundResult)
 			go func() { done <- e.Probe(t.Context(), time.Minute) }()
 			want := min(tc.concurrency, tc.targets)
 			for range want {
@@ -123,7 +123,7 @@ func TestEngineCoalescesScrapes(t *testing.T) {
 	p := newGateProber()
 	targets := lbTargets(3)
 	e := NewEngine(Options{Concurrency: 8, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
-	
+
 	var wg sync.WaitGroup
 	results := make([]*RoundResult, 2)
 	wg.Go(func() { results[0] = e.Probe(t.Context(), time.Minute) })
