@@ -11,7 +11,7 @@ LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 IMAGE     ?= lbprobe:$(VERSION)
 
-.PHONY: all build run test unit lint fmt vet staticcheck tidy-check bench tools docker clean help
+.PHONY: all build run run-static test unit lint fmt vet staticcheck tidy-check bench tools docker clean help
 
 all: build
 
@@ -21,15 +21,21 @@ help: ## list targets
 build: ## build bin/lbprobe (static, version stamped)
 	$(GOBUILD) -o $(BIN)/lbprobe ./cmd/lbprobe
 
-run: build ## start the demo: loopback targets + lbprobe on examples/static.yml (Ctrl-C stops all)
+run: build ## the sandbox: a local API server seeded like the reference cluster, k8s_gateway, and lbprobe (Ctrl-C stops all)
+	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
+	$(BIN)/sandbox --lbprobe $(BIN)/lbprobe
+
+run-static: build ## static targets only: loopback peers + lbprobe on examples/static.yml (no Kubernetes)
 	$(GO) build -o $(BIN)/demotargets ./hack/demotargets
 	hack/run-demo.sh
 
 test: tools lint unit ## every test: lint, unit, integration, end to end (installs what it needs)
 
-tools: ## build the pinned tools into the cache (first run only)
+tools: ## build the pinned tools into the cache (first run only; the Kubernetes binaries take minutes)
 	$(TOOL) staticcheck >/dev/null
 	$(TOOL) promtool >/dev/null
+	$(TOOL) kube-apiserver >/dev/null
+	$(TOOL) k8s_gateway >/dev/null
 
 unit: build ## go test with the race detector
 	PROMTOOL=$$($(TOOL) promtool) LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe $(GO) test -race -count=1 ./...

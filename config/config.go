@@ -91,7 +91,25 @@ const (
 type Config struct {
 	Probe  ProbeConfig  `yaml:"probe"`
 	DNS    DNSConfig    `yaml:"dns"`
-	Static StaticConfig `yaml:"static"`
+	Static     StaticConfig     `yaml:"static"`
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
+}
+
+// KubernetesConfig tunes what Kubernetes discovery derives from the cluster.
+// Whether discovery runs at all is set by flags (--kube.enabled,
+// --kubeconfig).
+type KubernetesConfig struct {
+	// TLS verifies the TLS checks of HTTPS Gateway listeners.
+	TLS KubernetesTLS `yaml:"tls"`
+}
+
+// KubernetesTLS says how Gateway certificates are verified.
+type KubernetesTLS struct {
+	// CAFile is a PEM bundle to verify against instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// InsecureSkipVerify reports the certificate without failing the check
+	// on verification errors.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // ProbeConfig holds settings shared by all probes.
@@ -209,6 +227,9 @@ func parse(data []byte, dir string) (*Config, error) {
 		return nil, fmt.Errorf("decoding: %w", err)
 	}
 	if dir != "" {
+		if ca := cfg.Kubernetes.TLS.CAFile; ca != "" && !filepath.IsAbs(ca) {
+			cfg.Kubernetes.TLS.CAFile = filepath.Join(dir, ca)
+		}
 		for _, h := range cfg.Static.Hostnames {
 			if h.TLS != nil && h.TLS.CAFile != "" && !filepath.IsAbs(h.TLS.CAFile) {
 				h.TLS.CAFile = filepath.Join(dir, h.TLS.CAFile)

@@ -50,6 +50,9 @@ func (c *Config) validate(lines map[string]int) error {
 	for i, lb := range c.Static.LoadBalancers {
 		v.loadBalancer(lb, fmt.Sprintf("static.loadbalancers[%d]", i), services, i)
 	}
+	if ca := c.Kubernetes.TLS.CAFile; ca != "" {
+		v.file("kubernetes.tls.ca_file", ca)
+	}
 	names := make(map[[3]string]int)
 	for i, h := range c.Static.Hostnames {
 		v.hostname(c, h, fmt.Sprintf("static.hostnames[%d]", i), names, i)

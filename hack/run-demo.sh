@@ -14,4 +14,4 @@ for _ in $(seq 100); do
 done
 addr=${LBPROBE_LISTEN:-127.0.0.1:9884}
 echo "lbprobe on http://$addr/  —  try: curl -s http://$addr/metrics | grep -E '^(loadbalancer|gateway)_'"
-bin/lbprobe --config.file examples/static.yml --web.listen-address "$addr" "$@"
+bin/lbprobe --kube.enabled=false --config.file examples/static.yml --web.listen-address "$addr" "$@"

@@ -38,6 +38,10 @@ type flags struct {
 	probeTimeout         time.Duration
 	timeoutOffset        time.Duration
 	defaultScrapeTimeout time.Duration
+	kubeEnabled          string
+	kubeconfig           string
+	ciliumNamespace      string
+	kubeSyncTimeout      time.Duration
 	web                  *web.FlagConfig
 	log                  *promslog.Config
 }
@@ -59,6 +63,14 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("0.5s").DurationVar(&f.timeoutOffset)
 	app.Flag("probe.default-scrape-timeout", "Scrape timeout assumed when a request carries no X-Prometheus-Scrape-Timeout-Seconds header (curl, browsers).").
 		Default("10s").DurationVar(&f.defaultScrapeTimeout)
+	app.Flag("kube.enabled", "Kubernetes discovery: auto (on when a Kubernetes config is found), true or false.").
+		Default("auto").EnumVar(&f.kubeEnabled, "auto", "true", "false")
+	app.Flag("kubeconfig", "Path of a kubeconfig (default: in-cluster config, else $KUBECONFIG or ~/.kube/config).").
+		Default("").StringVar(&f.kubeconfig)
+	app.Flag("cilium.namespace", "Namespace of Cilium's L2 announcement leases (the Cilium agent's namespace).").
+		Default("kube-system").StringVar(&f.ciliumNamespace)
+	app.Flag("kube.sync-timeout", "How long the first sync of the Kubernetes caches may take before it is logged as failing (lbprobe stays not ready and keeps trying).").
+		Default("2m").DurationVar(&f.kubeSyncTimeout)
 	f.web = kingpinflag.AddFlags(app, ":9884")
 	promslogflag.AddFlags(app, f.log)
 	app.Version(version.Print("lbprobe"))

@@ -1,0 +1,418 @@
+// Package seed writes a copy of the reference cluster into an API server:
+// the objects lbprobe reads in a small bare-metal cluster running Cilium
+// LB-IPAM and L2 announcements, Gateway API and k8s_gateway. Integration
+// tests, the lab and the `make run` sandbox share it.
+//
+// Nothing writes status in a bare API server, so Seed writes the status that
+// Cilium and the Gateway controller would: Service ingress IPs, Gateway
+// addresses and conditions, pool conditions, L2 leases.
+package seed
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Addresses are the IPs of the reference cluster. Reference() gives the real
+// ones (10.11.80.0/24, used only as data in the API); the sandbox uses
+// loopback stand-ins that it can really serve.
+type Addresses struct {
+	External netip.Addr    // Gateway "external"
+	Internal netip.Addr    // Gateway "internal"
+	DNS      netip.Addr    // k8s_gateway
+	Legacy   netip.Addr    // apps/legacy, a plain LoadBalancer Service
+	Nodes    [3]netip.Addr // k8s-nuc, k8s-opti-01, k8s-opti-02
+	Pool     netip.Prefix  // the LB-IPAM pool
+}
+
+// Reference returns the reference cluster's addresses.
+func Reference() Addresses {
+	return Addresses{
+		External: netip.MustParseAddr("10.11.80.80"),
+		Internal: netip.MustParseAddr("10.11.80.81"),
+		DNS:      netip.MustParseAddr("10.11.80.82"),
+		Legacy:   netip.MustParseAddr("10.11.80.83"),
+		Nodes:    [3]netip.Addr{netip.MustParseAddr("10.11.80.11"), netip.MustParseAddr("10.11.80.12"), netip.MustParseAddr("10.11.80.13")},
+		Pool:     netip.MustParsePrefix("10.11.80.80/28"),
+	}
+}
+
+// Names of the reference cluster's objects.
+const (
+	Domain          = "sbbh.cloud"
+	CiliumNamespace = "kube-system"
+	GatewayNS       = "gateway"
+	AppsNS          = "apps"
+	NetworkNS       = "network"
+	PoolName        = "lb-pool"
+	PolicyName      = "l2-policy"
+)
+
+// NodeNames are the reference cluster's nodes, in the order of Addresses.Nodes.
+var NodeNames = [3]string{"k8s-nuc", "k8s-opti-01", "k8s-opti-02"}
+
+// GVRs of the custom resources the seed writes.
+var (
+	GatewayGVR   = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}
+	HTTPRouteGVR = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+	ClassGVR     = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"}
+	PoolGVR      = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumloadbalancerippools"}
+	PolicyGVR    = schema.GroupVersionResource{Group: "cilium.io", Version: "v2alpha1", Resource: "ciliuml2announcementpolicies"}
+)
+
+// Cluster writes to one API server.
+type Cluster struct {
+	Core    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Addrs   Addresses
+	Ports   Ports // set by Seed
+	Now     func() time.Time
+}
+
+// New returns a Cluster writing through cfg.
+func New(cfg *rest.Config, addrs Addresses) (*Cluster, error) {
+	core, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("clientset: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	return &Cluster{Core: core, Dynamic: dyn, Addrs: addrs, Ports: ReferencePorts(), Now: time.Now}, nil
+}
+
+// Ports are the service ports of the reference cluster: 80, 443 and 53.
+// Without root the sandbox cannot listen on them and uses others.
+type Ports struct {
+	HTTP, HTTPS, DNS int32
+}
+
+// ReferencePorts returns 80, 443 and 53.
+func ReferencePorts() Ports { return Ports{HTTP: 80, HTTPS: 443, DNS: 53} }
+
+// Seed writes the whole reference cluster with the given service ports.
+func (c *Cluster) Seed(ctx context.Context, ports Ports) error {
+	c.Ports = ports
+	for _, ns := range []string{GatewayNS, AppsNS, NetworkNS} {
+		if err := c.Namespace(ctx, ns); err != nil {
+			return err
+		}
+	}
+	for i, name := range NodeNames {
+		if err := c.Node(ctx, name, c.Addrs.Nodes[i]); err != nil {
+			return err
+		}
+	}
+	web := []corev1.ServicePort{{Name: "http", Port: ports.HTTP, Protocol: corev1.ProtocolTCP}, {Name: "https", Port: ports.HTTPS, Protocol: corev1.ProtocolTCP}}
+	services := []struct {
+		ns, name string
+		labels   map[string]string
+		annots   map[string]string
+		ports    []corev1.ServicePort
+		ip       netip.Addr
+	}{
+		{GatewayNS, "cilium-gateway-external", map[string]string{"io.cilium.gateway/owning-gateway": "external"}, nil, web, c.Addrs.External},
+		{GatewayNS, "cilium-gateway-internal", map[string]string{"io.cilium.gateway/owning-gateway": "internal"}, nil, web, c.Addrs.Internal},
+		{NetworkNS, "k8s-gateway", map[string]string{"app.kubernetes.io/name": "k8s-gateway"}, nil,
+			[]corev1.ServicePort{{Name: "dns", Port: ports.DNS, Protocol: corev1.ProtocolUDP}, {Name: "dns-tcp", Port: ports.DNS, Protocol: corev1.ProtocolTCP}}, c.Addrs.DNS},
+		// A plain LoadBalancer Service whose hostname annotation collides with
+		// a route: k8s_gateway answers the route's gateway address for it.
+		{AppsNS, "legacy", nil, map[string]string{"coredns.io/hostname": "app." + Domain}, []corev1.ServicePort{{Name: "http", Port: ports.HTTP, Protocol: corev1.ProtocolTCP}}, c.Addrs.Legacy},
+		// Pool exhausted: no IP ever assigned.
+		{AppsNS, "pending", nil, nil, []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}}, netip.Addr{}},
+	}
+	for _, s := range services {
+		if err := c.Service(ctx, s.ns, s.name, s.labels, s.annots, s.ports); err != nil {
+			return err
+		}
+		if s.ip.IsValid() {
+			if err := c.SetServiceIP(ctx, s.ns, s.name, s.ip); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.GatewayClass(ctx, "cilium"); err != nil {
+		return err
+	}
+	for _, g := range []struct {
+		name string
+		ip   netip.Addr
+	}{{"external", c.Addrs.External}, {"internal", c.Addrs.Internal}} {
+		if err := c.Gateway(ctx, GatewayNS, g.name, g.ip); err != nil {
+			return err
+		}
+	}
+	if err := c.HTTPRoute(ctx, AppsNS, "public-app", []string{"app." + Domain}, GatewayNS, "external"); err != nil {
+		return err
+	}
+	if err := c.HTTPRoute(ctx, AppsNS, "internal-app", []string{"internal." + Domain}, GatewayNS, "internal"); err != nil {
+		return err
+	}
+	if err := c.Pool(ctx, PoolName, c.Addrs.Pool, 4); err != nil {
+		return err
+	}
+	if err := c.Policy(ctx, PolicyName); err != nil {
+		return err
+	}
+	now := c.Now()
+	leases := []struct {
+		svcNS, svc, holder string
+		renewed            time.Time
+	}{
+		{GatewayNS, "cilium-gateway-external", NodeNames[0], now},
+		{GatewayNS, "cilium-gateway-internal", NodeNames[1], now},
+		// Stale: the holder stopped renewing ten minutes ago.
+		{NetworkNS, "k8s-gateway", NodeNames[2], now.Add(-10 * time.Minute)},
+		{AppsNS, "legacy", NodeNames[0], now},
+	}
+	for _, l := range leases {
+		if err := c.Lease(ctx, l.svcNS, l.svc, l.holder, now.Add(-time.Hour), l.renewed, 15, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Namespace creates a namespace if missing.
+func (c *Cluster) Namespace(ctx context.Context, name string) error {
+	_, err := c.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	return ignoreExists(err, "namespace "+name)
+}
+
+// Node creates a Node with an InternalIP.
+func (c *Cluster) Node(ctx context.Context, name string, ip netip.Addr) error {
+	n, err := c.Core.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name: name, Labels: map[string]string{"kubernetes.io/hostname": name},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		return ignoreExists(err, "node "+name)
+	}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip.String()}, {Type: corev1.NodeHostName, Address: name}}
+	_, err = c.Core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	return wrap(err, "node status "+name)
+}
+
+// Service creates a LoadBalancer Service (selector-less: nothing runs here).
+func (c *Cluster) Service(ctx context.Context, ns, name string, labels, annotations map[string]string, ports []corev1.ServicePort) error {
+	for i := range ports {
+		ports[i].TargetPort = intstr.FromInt32(ports[i].Port)
+	}
+	_, err := c.Core.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels, Annotations: annotations},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: ports},
+	}, metav1.CreateOptions{})
+	return ignoreExists(err, "service "+ns+"/"+name)
+}
+
+// SetServiceIP writes the Service's ingress IP, as LB-IPAM would; an
+// invalid ip clears it.
+func (c *Cluster) SetServiceIP(ctx context.Context, ns, name string, ip netip.Addr) error {
+	svc, err := c.Core.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return wrap(err, "service "+ns+"/"+name)
+	}
+	svc.Status.LoadBalancer.Ingress = nil
+	if ip.IsValid() {
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip.String()}}
+	}
+	_, err = c.Core.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{})
+	return wrap(err, "service status "+ns+"/"+name)
+}
+
+// LeaseName is the name of Cilium's L2 announcement lease for a Service.
+func LeaseName(svcNS, svc string) string { return "cilium-l2announce-" + svcNS + "-" + svc }
+
+// Lease writes (creates or replaces) the L2 announcement lease of a Service.
+func (c *Cluster) Lease(ctx context.Context, svcNS, svc, holder string, acquired, renewed time.Time, durationSeconds, transitions int32) error {
+	name := LeaseName(svcNS, svc)
+	spec := coordinationv1.LeaseSpec{
+		HolderIdentity:       &holder,
+		LeaseDurationSeconds: &durationSeconds,
+		AcquireTime:          &metav1.MicroTime{Time: acquired},
+		RenewTime:            &metav1.MicroTime{Time: renewed},
+		LeaseTransitions:     &transitions,
+	}
+	leases := c.Core.CoordinationV1().Leases(CiliumNamespace)
+	existing, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: CiliumNamespace}, Spec: spec}, metav1.CreateOptions{})
+		return wrap(err, "lease "+name)
+	}
+	if err != nil {
+		return wrap(err, "lease "+name)
+	}
+	existing.Spec = spec
+	_, err = leases.Update(ctx, existing, metav1.UpdateOptions{})
+	return wrap(err, "lease "+name)
+}
+
+// DeleteLease removes a Service's L2 lease.
+func (c *Cluster) DeleteLease(ctx context.Context, svcNS, svc string) error {
+	err := c.Core.CoordinationV1().Leases(CiliumNamespace).Delete(ctx, LeaseName(svcNS, svc), metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return wrap(err, "deleting lease "+LeaseName(svcNS, svc))
+}
+
+// GatewayClass creates a GatewayClass.
+func (c *Cluster) GatewayClass(ctx context.Context, name string) error {
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+		"metadata": map[string]any{"name": name},
+		"spec":     map[string]any{"controllerName": "io.cilium/gateway-controller"},
+	}}
+	_, err := c.Dynamic.Resource(ClassGVR).Create(ctx, obj, metav1.CreateOptions{})
+	return ignoreExists(err, "gatewayclass "+name)
+}
+
+// Gateway creates a Gateway with HTTP and HTTPS listeners and writes its
+// status: the address and Programmed=True.
+func (c *Cluster) Gateway(ctx context.Context, ns, name string, ip netip.Addr) error {
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"gatewayClassName": "cilium",
+			"listeners": []any{
+				map[string]any{"name": "http", "port": int64(c.Ports.HTTP), "protocol": "HTTP", "allowedRoutes": map[string]any{"namespaces": map[string]any{"from": "All"}}},
+				map[string]any{"name": "https", "port": int64(c.Ports.HTTPS), "protocol": "HTTPS", "hostname": "*." + Domain,
+					"tls":           map[string]any{"mode": "Terminate", "certificateRefs": []any{map[string]any{"name": name + "-tls"}}},
+					"allowedRoutes": map[string]any{"namespaces": map[string]any{"from": "All"}}},
+			},
+		},
+	}}
+	if _, err := c.Dynamic.Resource(GatewayGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		if err := ignoreExists(err, "gateway "+ns+"/"+name); err != nil {
+			return err
+		}
+	}
+	return c.SetGatewayAddress(ctx, ns, name, ip, true)
+}
+
+// SetGatewayAddress writes a Gateway's status address and Programmed condition.
+func (c *Cluster) SetGatewayAddress(ctx context.Context, ns, name string, ip netip.Addr, programmed bool) error {
+	gw, err := c.Dynamic.Resource(GatewayGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return wrap(err, "gateway "+ns+"/"+name)
+	}
+	status, reason := "True", "Programmed"
+	if !programmed {
+		status, reason = "False", "Invalid"
+	}
+	var addrs []any
+	if ip.IsValid() {
+		addrs = []any{map[string]any{"type": "IPAddress", "value": ip.String()}}
+	}
+	gw.Object["status"] = map[string]any{
+		"addresses": addrs,
+		"conditions": []any{
+			condition("Accepted", "True", "Accepted", gw.GetGeneration(), c.Now()),
+			condition("Programmed", status, reason, gw.GetGeneration(), c.Now()),
+		},
+	}
+	_, err = c.Dynamic.Resource(GatewayGVR).Namespace(ns).UpdateStatus(ctx, gw, metav1.UpdateOptions{})
+	return wrap(err, "gateway status "+ns+"/"+name)
+}
+
+func condition(typ, status, reason string, generation int64, now time.Time) map[string]any {
+	return map[string]any{
+		"type": typ, "status": status, "reason": reason, "message": "",
+		"observedGeneration": generation, "lastTransitionTime": now.UTC().Format(time.RFC3339),
+	}
+}
+
+// HTTPRoute creates an HTTPRoute with hostnames attached to one Gateway.
+func (c *Cluster) HTTPRoute(ctx context.Context, ns, name string, hostnames []string, gwNS, gw string) error {
+	hosts := make([]any, len(hostnames))
+	for i, h := range hostnames {
+		hosts[i] = h
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"hostnames":  hosts,
+			"parentRefs": []any{map[string]any{"name": gw, "namespace": gwNS}},
+			"rules":      []any{map[string]any{"backendRefs": []any{map[string]any{"name": name, "port": int64(80)}}}},
+		},
+	}}
+	_, err := c.Dynamic.Resource(HTTPRouteGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{})
+	return ignoreExists(err, "httproute "+ns+"/"+name)
+}
+
+// Pool creates a CiliumLoadBalancerIPPool over prefix and writes its status
+// conditions with used IPs in use, as Cilium's operator does.
+func (c *Cluster) Pool(ctx context.Context, name string, prefix netip.Prefix, used int) error {
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
+		"metadata": map[string]any{"name": name},
+		"spec":     map[string]any{"blocks": []any{map[string]any{"cidr": prefix.String()}}},
+	}}
+	created, err := c.Dynamic.Resource(PoolGVR).Create(ctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		if err := ignoreExists(err, "pool "+name); err != nil {
+			return err
+		}
+		if created, err = c.Dynamic.Resource(PoolGVR).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return wrap(err, "pool "+name)
+		}
+	}
+	total := 1 << (prefix.Addr().BitLen() - prefix.Bits())
+	num := func(typ string, n int) map[string]any {
+		m := condition(typ, "Unknown", "noreason", created.GetGeneration(), c.Now())
+		m["message"] = fmt.Sprint(n)
+		return m
+	}
+	conflict := condition("cilium.io/PoolConflict", "False", "resolved", created.GetGeneration(), c.Now())
+	created.Object["status"] = map[string]any{"conditions": []any{
+		conflict, num("cilium.io/IPsTotal", total), num("cilium.io/IPsAvailable", total-used), num("cilium.io/IPsUsed", used),
+	}}
+	_, err = c.Dynamic.Resource(PoolGVR).UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	return wrap(err, "pool status "+name)
+}
+
+// Policy creates a CiliumL2AnnouncementPolicy announcing every Service's LB IP.
+func (c *Cluster) Policy(ctx context.Context, name string) error {
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cilium.io/v2alpha1", "kind": "CiliumL2AnnouncementPolicy",
+		"metadata": map[string]any{"name": name},
+		"spec": map[string]any{
+			"loadBalancerIPs": true,
+			"interfaces":      []any{"^eth0$"},
+			"nodeSelector": map[string]any{"matchExpressions": []any{
+				map[string]any{"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"},
+			}},
+		},
+	}}
+	_, err := c.Dynamic.Resource(PolicyGVR).Create(ctx, obj, metav1.CreateOptions{})
+	return ignoreExists(err, "policy "+name)
+}
+
+func ignoreExists(err error, what string) error {
+	if err == nil || apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return fmt.Errorf("creating %s: %w", what, err)
+}
+
+func wrap(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
