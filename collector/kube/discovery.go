@@ -1,0 +1,526 @@
+// Package kube discovers probe targets and load-balancer state in a
+// Kubernetes cluster with client-go informers.
+//
+// Discovery watches Services (cluster-wide), Nodes, the Cilium L2
+// announcement Leases (in one namespace), and — when the cluster serves
+// them — Gateway API Gateways and HTTPRoutes (gateway.networking.k8s.io/v1,
+// typed clients) and Cilium's CiliumLoadBalancerIPPools and
+// CiliumL2AnnouncementPolicies (dynamic clients; no Cilium module).
+//
+// Everything read at scrape time comes from the informer caches: Targets,
+// Collect and ServiceStates never call the API server. An API that the
+// cluster does not serve is switched off at Start (logged once at info) and
+// its series are not emitted: unknown is not zero.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gatewayinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
+	gatewaylisters "sigs.k8s.io/gateway-api/pkg/client/listers/apis/v1"
+
+	"github.com/lbprobe/lbprobe/collector"
+)
+
+// Resource names: the `resource` label of the lbprobe_kubernetes_* series.
+const (
+	ResourceServices     = "services"
+	ResourceLeases       = "leases"
+	ResourceNodes        = "nodes"
+	ResourceGateways     = "gateways"
+	ResourceHTTPRoutes   = "httproutes"
+	ResourcePools        = "ciliumloadbalancerippools"
+	ResourceL2Policies   = "ciliuml2announcementpolicies"
+	gatewayGroupVersion  = "gateway.networking.k8s.io/v1"
+	ciliumGroup          = "cilium.io"
+	defaultSyncTimeout   = 60 * time.Second
+	defaultHealthEvery   = 5 * time.Second
+	healthCheckTimeout   = 3 * time.Second
+	defaultCiliumNS      = "kube-system"
+	defaultUserAgent     = "lbprobe"
+	watchErrorHoldFactor = 3 // a watch error keeps a resource unsynced for this many health intervals
+)
+
+// allResources lists every resource in a stable order.
+var allResources = []string{ResourceServices, ResourceLeases, ResourceNodes, ResourceGateways, ResourceHTTPRoutes, ResourcePools, ResourceL2Policies}
+
+// Options configure Discovery.
+type Options struct {
+	// CiliumNamespace is where Cilium writes its L2 announcement leases
+	// (the agent's namespace); default "kube-system".
+	CiliumNamespace string
+	// DNSDomain is the k8s_gateway zone, e.g. "sbbh.cloud". Empty: no
+	// Service DNS names are checked, and HTTPRoute hostnames are checked
+	// whatever their zone.
+	DNSDomain string
+	// DNSServers are the DNS servers (host:port) asked for every hostname.
+	// Empty: the ingress IPs of the LoadBalancer Services labelled
+	// app.kubernetes.io/name=k8s-gateway, on their UDP port named dns* (else
+	// port 53).
+	DNSServers []string
+	// SyncTimeout bounds WaitForSync; default 60 s.
+	SyncTimeout time.Duration
+	// HealthInterval is how often the API server's /readyz is checked for
+	// lbprobe_kubernetes_synced; default 5 s.
+	HealthInterval time.Duration
+	// Now returns the current time (tests); default time.Now.
+	Now func() time.Time
+}
+
+// clients are the API clients Discovery uses; tests pass fakes.
+type clients struct {
+	kube      kubernetes.Interface
+	gateway   gatewayclient.Interface
+	dynamic   dynamic.Interface
+	discovery discovery.DiscoveryInterface
+	// health checks that the API server answers (GET /readyz).
+	health func(ctx context.Context) error
+}
+
+// Discovery serves targets and state series from informer caches.
+type Discovery struct {
+	opts   Options
+	logger *slog.Logger
+	c      clients
+
+	started atomic.Bool // set once Start has filled in everything below
+	ready   atomic.Bool
+
+	// Written by Start before started is set, read-only afterwards.
+	informers []*informerState
+	services  corelisters.ServiceLister
+	leases    coordinationlisters.LeaseNamespaceLister
+	nodes     corelisters.NodeLister
+	gateways  gatewaylisters.GatewayLister   // nil when the Gateway API is absent
+	routes    gatewaylisters.HTTPRouteLister // nil when the Gateway API is absent
+	pools     cache.GenericLister            // nil when the pool CRD is absent
+	policies  cache.GenericLister            // nil when the policy CRD is absent
+	enabled   map[string]bool                // by resource
+	poolGVR   schema.GroupVersionResource    // the version in use
+	policyGVR schema.GroupVersionResource    // the version in use
+
+	mu           sync.Mutex
+	healthy      bool      // the last health check succeeded
+	healthySince time.Time // start of the first check of the current healthy streak
+}
+
+// informerState is one informer and its watch-error bookkeeping.
+type informerState struct {
+	resource string
+	informer cache.SharedIndexInformer
+	errors   atomic.Uint64
+	lastErr  atomic.Int64 // unix nanoseconds of the last non-transient watch error; 0 = none
+}
+
+var (
+	_ collector.Source = (*Discovery)(nil)
+)
+
+// New returns a Discovery for the cluster of cfg. It does not contact the
+// API server; Start does.
+func New(cfg *rest.Config, opts Options, logger *slog.Logger) (*Discovery, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = defaultUserAgent
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kube: kubernetes client: %w", err)
+	}
+	gw, err := gatewayclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kube: gateway api client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kube: dynamic client: %w", err)
+	}
+	rc := kube.Discovery().RESTClient()
+	health := func(ctx context.Context) error {
+		return rc.Get().AbsPath("/readyz").Do(ctx).Error()
+	}
+	return newDiscovery(clients{kube: kube, gateway: gw, dynamic: dyn, discovery: kube.Discovery(), health: health}, opts, logger), nil
+}
+
+func newDiscovery(c clients, opts Options, logger *slog.Logger) *Discovery {
+	if opts.CiliumNamespace == "" {
+		opts.CiliumNamespace = defaultCiliumNS
+	}
+	if opts.SyncTimeout <= 0 {
+		opts.SyncTimeout = defaultSyncTimeout
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = defaultHealthEvery
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	opts.DNSDomain = normalizeDomain(opts.DNSDomain)
+	opts.DNSServers = append([]string(nil), opts.DNSServers...)
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if c.health == nil {
+		c.health = func(context.Context) error { return nil }
+	}
+	return &Discovery{opts: opts, logger: logger.With("component", "kube"), c: c, enabled: map[string]bool{}}
+}
+
+// apis says which optional APIs the cluster serves.
+type apis struct {
+	gateway   bool
+	poolGVR   *schema.GroupVersionResource
+	policyGVR *schema.GroupVersionResource
+}
+
+// detect asks the discovery API which optional APIs exist. A group version
+// that is not served is absent; any other error is returned.
+func (d *Discovery) detect(ctx context.Context) (apis, error) {
+	var a apis
+	has := func(gv string, resources ...string) (bool, error) {
+		list, err := d.c.discovery.ServerResourcesForGroupVersion(gv)
+		if err != nil {
+			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("kube: discovery of %s: %w", gv, err)
+		}
+		for _, want := range resources {
+			found := false
+			for _, r := range list.APIResources {
+				if r.Name == want {
+					found = true
+					break
+				}
+			}
+			if !found {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	if ctx.Err() != nil {
+		return a, ctx.Err()
+	}
+	ok, err := has(gatewayGroupVersion, ResourceGateways, ResourceHTTPRoutes)
+	if err != nil {
+		return a, err
+	}
+	a.gateway = ok
+	for _, v := range []string{"v2", "v2alpha1"} {
+		ok, err := has(ciliumGroup+"/"+v, ResourcePools)
+		if err != nil {
+			return a, err
+		}
+		if ok {
+			a.poolGVR = &schema.GroupVersionResource{Group: ciliumGroup, Version: v, Resource: ResourcePools}
+			break
+		}
+	}
+	for _, v := range []string{"v2alpha1", "v2"} {
+		ok, err := has(ciliumGroup+"/"+v, ResourceL2Policies)
+		if err != nil {
+			return a, err
+		}
+		if ok {
+			a.policyGVR = &schema.GroupVersionResource{Group: ciliumGroup, Version: v, Resource: ResourceL2Policies}
+			break
+		}
+	}
+	return a, nil
+}
+
+// Start detects which optional APIs the cluster serves, starts the
+// informers and the API health loop, and returns without waiting for the
+// caches (see WaitForSync). Everything it starts stops when ctx ends. It
+// fails when the API server cannot be asked, or when called twice.
+func (d *Discovery) Start(ctx context.Context) error {
+	if d.started.Load() || len(d.informers) > 0 {
+		return errors.New("kube: already started")
+	}
+	checked := d.opts.Now()
+	a, err := d.detect(ctx)
+	if err != nil {
+		return err
+	}
+
+	strip := cache.TransformFunc(stripObject)
+	kf := informers.NewSharedInformerFactoryWithOptions(d.c.kube, 0, informers.WithTransform(strip))
+	lf := informers.NewSharedInformerFactoryWithOptions(d.c.kube, 0, informers.WithTransform(strip), informers.WithNamespace(d.opts.CiliumNamespace))
+
+	svc := kf.Core().V1().Services()
+	d.services = svc.Lister()
+	d.add(ResourceServices, svc.Informer())
+	lease := lf.Coordination().V1().Leases()
+	d.leases = lease.Lister().Leases(d.opts.CiliumNamespace)
+	d.add(ResourceLeases, lease.Informer())
+	node := kf.Core().V1().Nodes()
+	d.nodes = node.Lister()
+	d.add(ResourceNodes, node.Informer())
+
+	var gf gatewayinformers.SharedInformerFactory
+	if a.gateway {
+		gf = gatewayinformers.NewSharedInformerFactoryWithOptions(d.c.gateway, 0, gatewayinformers.WithTransform(strip))
+		gws := gf.Gateway().V1().Gateways()
+		d.gateways = gws.Lister()
+		d.add(ResourceGateways, gws.Informer())
+		rts := gf.Gateway().V1().HTTPRoutes()
+		d.routes = rts.Lister()
+		d.add(ResourceHTTPRoutes, rts.Informer())
+	} else {
+		d.logger.Info("Gateway API not served, Gateway and HTTPRoute discovery off", "group_version", gatewayGroupVersion)
+	}
+
+	var df dynamicinformer.DynamicSharedInformerFactory
+	if a.poolGVR != nil || a.policyGVR != nil {
+		df = dynamicinformer.NewFilteredDynamicSharedInformerFactory(d.c.dynamic, 0, "", nil)
+	}
+	if a.poolGVR != nil {
+		d.poolGVR = *a.poolGVR
+		gi := df.ForResource(d.poolGVR)
+		d.pools = gi.Lister()
+		d.add(ResourcePools, gi.Informer())
+	} else {
+		d.logger.Info("CiliumLoadBalancerIPPool not served, pool series off", "group", ciliumGroup)
+	}
+	if a.policyGVR != nil {
+		d.policyGVR = *a.policyGVR
+		gi := df.ForResource(d.policyGVR)
+		d.policies = gi.Lister()
+		d.add(ResourceL2Policies, gi.Informer())
+	} else {
+		d.logger.Info("CiliumL2AnnouncementPolicy not served, loadbalancer_l2_policies off", "group", ciliumGroup)
+	}
+
+	for _, s := range d.informers {
+		d.enabled[s.resource] = true
+	}
+	d.mu.Lock()
+	d.healthy, d.healthySince = true, checked // detection just reached the API server
+	d.mu.Unlock()
+
+	kf.Start(ctx.Done())
+	lf.Start(ctx.Done())
+	if gf != nil {
+		gf.Start(ctx.Done())
+	}
+	if df != nil {
+		df.Start(ctx.Done())
+	}
+	go d.healthLoop(ctx)
+	d.started.Store(true)
+	d.logger.Info("kubernetes discovery started", "gateway_api", a.gateway,
+		"pools", d.poolGVR.Version, "l2_policies", d.policyGVR.Version, "cilium_namespace", d.opts.CiliumNamespace)
+	return nil
+}
+
+// add registers an informer and its watch-error handler. Call before the
+// informer starts.
+func (d *Discovery) add(resource string, inf cache.SharedIndexInformer) {
+	s := &informerState{resource: resource, informer: inf}
+	logger := d.logger.With("resource", resource)
+	// SetWatchErrorHandlerWithContext only fails once the informer has
+	// started; it has not.
+	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		d.watchError(s, logger, err)
+	})
+	d.informers = append(d.informers, s)
+}
+
+// watchError records a list/watch error of an informer: it is counted;
+// unless transient, it marks the resource unsynced for a while (see
+// synced) and is logged at warn once per streak of errors.
+func (d *Discovery) watchError(s *informerState, logger *slog.Logger, err error) {
+	s.errors.Add(1)
+	if transientWatchError(err) {
+		logger.Debug("watch closed", "err", err)
+		return
+	}
+	now := d.opts.Now()
+	prev := s.lastErr.Swap(now.UnixNano())
+	if prev == 0 || now.Sub(time.Unix(0, prev)) > d.errorHold() {
+		logger.Warn("list/watch failed, serving the last known state", "err", err)
+	} else {
+		logger.Debug("list/watch failed again", "err", err)
+	}
+}
+
+// transientWatchError reports errors that are part of normal watch life:
+// a closed stream or an expired resource version (the reflector relists).
+func transientWatchError(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		apierrors.IsResourceExpired(err) || apierrors.IsGone(err)
+}
+
+func (d *Discovery) errorHold() time.Duration {
+	return watchErrorHoldFactor * d.opts.HealthInterval
+}
+
+// healthLoop checks the API server every HealthInterval until ctx ends.
+func (d *Discovery) healthLoop(ctx context.Context) {
+	t := time.NewTicker(d.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.checkHealth(ctx)
+		}
+	}
+}
+
+// checkHealth asks the API server once and records the result.
+func (d *Discovery) checkHealth(ctx context.Context) {
+	start := d.opts.Now()
+	cctx, cancel := context.WithTimeout(ctx, min(healthCheckTimeout, d.opts.HealthInterval))
+	err := d.c.health(cctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	d.mu.Lock()
+	was := d.healthy
+	if err == nil {
+		if !was {
+			d.healthySince = start
+		}
+		d.healthy = true
+	} else {
+		d.healthy = false
+	}
+	d.mu.Unlock()
+	switch {
+	case err != nil && was:
+		d.logger.Warn("API server not healthy, serving the last known state", "err", err)
+	case err != nil:
+		d.logger.Debug("API server still not healthy", "err", err)
+	case !was:
+		d.logger.Info("API server healthy again")
+	}
+}
+
+// synced reports whether the informer has synced, the API server answered
+// its last health check, and no watch error of the resource is recent:
+// errors from before the current healthy streak began are forgiven (the
+// API server was down, and is back), later ones keep the resource unsynced
+// for three health intervals.
+func (d *Discovery) synced(s *informerState, now time.Time) bool {
+	if !s.informer.HasSynced() {
+		return false
+	}
+	d.mu.Lock()
+	healthy, since := d.healthy, d.healthySince
+	d.mu.Unlock()
+	if !healthy {
+		return false
+	}
+	last := s.lastErr.Load()
+	if last == 0 {
+		return true
+	}
+	at := time.Unix(0, last)
+	return at.Before(since) || now.Sub(at) > d.errorHold()
+}
+
+// WaitForSync waits until every informer has synced, at most SyncTimeout.
+// The error names the first resource that did not sync.
+func (d *Discovery) WaitForSync(ctx context.Context) error {
+	if !d.started.Load() {
+		return errors.New("kube: WaitForSync before Start")
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, d.opts.SyncTimeout, fmt.Errorf("sync timeout %s: %w", d.opts.SyncTimeout, context.DeadlineExceeded))
+	defer cancel()
+	for _, s := range d.informers {
+		err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
+			return s.informer.HasSynced(), nil
+		})
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				err = cause
+			}
+			return fmt.Errorf("kube: waiting for %s cache to sync: %w", s.resource, err)
+		}
+	}
+	d.ready.Store(true)
+	return nil
+}
+
+// Ready reports whether the caches have completed their first sync. It
+// stays true afterwards (lbprobe_kubernetes_synced tells about later
+// trouble).
+func (d *Discovery) Ready() bool {
+	if d.ready.Load() {
+		return true
+	}
+	if !d.started.Load() {
+		return false
+	}
+	for _, s := range d.informers {
+		if !s.informer.HasSynced() {
+			return false
+		}
+	}
+	d.ready.Store(true)
+	return true
+}
+
+// Enabled reports whether the resource's informer runs (false before Start
+// and for APIs the cluster does not serve).
+func (d *Discovery) Enabled(resource string) bool {
+	if !d.started.Load() {
+		return false
+	}
+	return d.enabled[resource]
+}
+
+// stripObject drops managed fields (and nodes' image lists) before objects
+// enter the caches: nothing reads them and they are most of an object.
+func stripObject(obj any) (any, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	if n, ok := obj.(*corev1.Node); ok {
+		n.Status.Images = nil
+	}
+	return obj, nil
+}
+
+// Lease names are constructed from the Service, never parsed.
+const l2LeasePrefix = "cilium-l2announce-"
+
+func l2LeaseName(namespace, name string) string {
+	return l2LeasePrefix + namespace + "-" + name
+}
+
+// leaseFor returns the Service's L2 announcement lease, or nil.
+func (d *Discovery) leaseFor(namespace, name string) *coordinationv1.Lease {
+	l, err := d.leases.Get(l2LeaseName(namespace, name))
+	if err != nil {
+		return nil
+	}
+	return l
+}

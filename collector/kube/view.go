@@ -1,0 +1,142 @@
+package kube
+
+import (
+	"cmp"
+	"log/slog"
+	"slices"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/lbprobe/lbprobe/collector"
+)
+
+// view is one consistent-enough read of the caches (each lister is read
+// once), the input of Targets, Collect and ServiceStates. Fields for
+// absent APIs are nil and their *Known flags false.
+type view struct {
+	now       time.Time
+	services  []*corev1.Service // sorted by namespace, name
+	servers   []string          // DNS servers to ask
+	zone      string
+	gateways  gatewayView
+	routes    routeIndex
+	gwKnown   bool
+	policies  []l2Policy
+	polKnown  bool
+	pools     []ipPool
+	poolKnown bool
+	// lease returns the L2 lease of a Service, or nil.
+	lease func(namespace, name string) *coordinationv1.Lease
+	// leases are all cilium-l2announce-* leases (for orphans).
+	leases []*coordinationv1.Lease
+	// node returns a Node by name, or nil.
+	node   func(name string) *corev1.Node
+	logger *slog.Logger
+}
+
+// snapshot reads the caches. Call only after Start.
+func (d *Discovery) snapshot(withState bool) *view {
+	v := &view{now: d.opts.Now(), zone: d.opts.DNSDomain, logger: d.logger}
+	v.services, _ = d.services.List(labels.Everything())
+	sortServices(v.services)
+	v.servers = d.opts.DNSServers
+	if len(v.servers) == 0 {
+		v.servers = dnsServers(v.services)
+	}
+	if d.gateways != nil {
+		gws, _ := d.gateways.List(labels.Everything())
+		rts, _ := d.routes.List(labels.Everything())
+		v.gwKnown = true
+		v.gateways = newGatewayView(gws, d.logger)
+		v.routes = newRouteIndex(rts, v.gateways)
+	}
+	if !withState {
+		return v
+	}
+	if d.policies != nil {
+		v.polKnown = true
+		objs, _ := d.policies.List(labels.Everything())
+		for _, o := range objs {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				v.policies = append(v.policies, parseL2Policy(u, d.logger))
+			}
+		}
+	}
+	if d.pools != nil {
+		v.poolKnown = true
+		objs, _ := d.pools.List(labels.Everything())
+		for _, o := range objs {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				v.pools = append(v.pools, parsePool(u, d.logger))
+			}
+		}
+		slices.SortFunc(v.pools, func(a, b ipPool) int { return cmp.Compare(a.name, b.name) })
+	}
+	v.lease = d.leaseFor
+	v.leases, _ = d.leases.List(labels.Everything())
+	slices.SortFunc(v.leases, func(a, b *coordinationv1.Lease) int { return cmp.Compare(a.Name, b.Name) })
+	v.node = func(name string) *corev1.Node {
+		n, err := d.nodes.Get(name)
+		if err != nil {
+			return nil
+		}
+		return n
+	}
+	return v
+}
+
+// Targets implements collector.Source: LoadBalancer Services with IPs,
+// HTTPRoute and Service hostnames, Gateway listeners, read from the caches.
+// Before Start it returns no targets.
+func (d *Discovery) Targets() collector.Targets {
+	if !d.started.Load() {
+		return collector.Targets{}
+	}
+	return d.snapshot(false).targets()
+}
+
+func (v *view) targets() collector.Targets {
+	var t collector.Targets
+	for _, s := range v.services {
+		if lb, ok := loadBalancerTarget(s); ok {
+			t.LoadBalancers = append(t.LoadBalancers, lb)
+		}
+	}
+	if v.gwKnown {
+		t.Hostnames = routeHostnames(v.routes, v.gateways, v.servers, v.zone, v.logger)
+		t.GatewayListeners = gatewayListeners(v.gateways)
+	}
+	t.Hostnames = append(t.Hostnames, serviceHostnames(v.services, v.zone, v.servers)...)
+	return t
+}
+
+// leaseState is the L2 lease of one Service.
+func (v *view) leaseOf(s *corev1.Service) (leaseInfo, bool) {
+	l := v.lease(s.Namespace, s.Name)
+	if l == nil {
+		return leaseInfo{}, false
+	}
+	return evalLease(l, v.now), true
+}
+
+// holderReady reports whether the lease holder is a Node whose Ready
+// condition is True; known is false when no such Node exists.
+func (v *view) holderReady(holder string) (ready, known bool) {
+	if holder == "" {
+		return false, false
+	}
+	n := v.node(holder)
+	if n == nil {
+		return false, false
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue, true
+		}
+	}
+	return false, true
+}
