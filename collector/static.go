@@ -66,7 +66,7 @@ func StaticTargets(cfg *config.Config) (Targets, error) {
 				check.IPs = h.Expect
 			}
 			if h.TLS.CAFile != "" {
-				pool, err := loadCAFile(h.TLS.CAFile)
+				pool, err := LoadCAFile(h.TLS.CAFile)
 				if err != nil {
 					return Targets{}, fmt.Errorf("static.hostnames[%d].tls.ca_file: %w", i, err)
 				}
@@ -79,7 +79,8 @@ func StaticTargets(cfg *config.Config) (Targets, error) {
 	return t, nil
 }
 
-func loadCAFile(path string) (*x509.CertPool, error) {
+// LoadCAFile reads a PEM bundle of CA certificates.
+func LoadCAFile(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading CA file: %w", err)

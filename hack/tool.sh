@@ -93,7 +93,7 @@ install_at() { # out version ldflags tags pkg...
 # The version a tools module's go.mod pins for module $2, checked against versions.env.
 check_pin() { # dir module want
   local got
-  got=$(awk -v m="$2" '$1 == m { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1/go.mod")
+  got=$(awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1/go.mod")
   [ "$got" = "$3" ] || die "${1#"$root"/}/go.mod pins $2 ${got:-(none)} but versions.env says $3: run hack/tool.sh --update-modules"
 }
 
@@ -136,7 +136,7 @@ build_kube() {
   done
   (cd "$dir" && "${gobuild_env[@]}" GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ld" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3) >&2 || return
-  mv "$out/v3" "$out/etcd" # the etcd main package is the module root, named for its last element
+  mv "$out/server" "$out/etcd" # the etcd main package is the module root, go.etcd.io/etcd/server/v3
 }
 
 build_k8s_gateway() {
@@ -164,7 +164,7 @@ ensure() { # group; prints nothing, leaves the group's binaries in $cache/<group
   mkdir -p "$cache"
   if command -v flock >/dev/null; then
     exec 9>"$cache/.$g.lock"
-    flock 9
+    flock -n 9 || { echo "tool.sh: waiting for a concurrent build of $g" >&2 && flock 9; }
     built "$final" "$g" && return 0 # built by whoever held the lock
     rm -rf "$cache/.tmp-$g-"*       # left by a killed build: nobody else builds $g now
   fi
@@ -235,15 +235,19 @@ update_modules() {
   ) >&2
 }
 
-case ${1:-} in
-  "" | -h | --help) sed -n '2,8s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
-  --list) for g in $groups; do binaries_of "$g"; done | tr ' ' '\n' ;;
-  --all)
-    for g in $groups; do
-      for b in $(binaries_of "$g"); do path_of "$b"; done
-    done
-    ;;
-  --update-modules) update_modules ;;
-  -*) die "unknown option $1" ;;
-  *) path_of "$1" ;;
-esac
+main() {
+  case ${1:-} in
+    "" | -h | --help) sed -n '2,8s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    --list) for g in $groups; do binaries_of "$g"; done | tr ' ' '\n' ;;
+    --all)
+      for g in $groups; do
+        for b in $(binaries_of "$g"); do path_of "$b"; done
+      done
+      ;;
+    --update-modules) update_modules ;;
+    -*) die "unknown option $1" ;;
+    *) path_of "$1" ;;
+  esac
+}
+
+main "$@"; exit # one line, read before main runs: editing this file mid-build is safe

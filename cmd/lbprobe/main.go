@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/collector/kube"
 	"github.com/lbprobe/lbprobe/config"
 )
 
@@ -133,20 +134,44 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 // serve runs the exporter until ctx ends.
 func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 	static := &collector.StaticSource{}
+	sources := []collector.Source{static}
+	self := newSelfMetrics()
+
+	restCfg, err := kubeConfig(f.kubeEnabled, f.kubeconfig, logger)
+	if err != nil {
+		return err
+	}
+	var disc *kube.Discovery
+	if restCfg != nil {
+		disc, err = kube.New(restCfg, kube.Options{CiliumNamespace: f.ciliumNamespace, SyncTimeout: f.kubeSyncTimeout}, logger)
+		if err != nil {
+			return fmt.Errorf("kubernetes discovery: %w", err)
+		}
+		sources = append(sources, disc)
+		self.registry.MustRegister(disc)
+	}
+
 	engine := collector.NewEngine(collector.Options{
 		Concurrency:  f.concurrency,
 		ProbeTimeout: f.probeTimeout,
-	}, nil, logger.With("component", "engine"), static)
-	self := newSelfMetrics()
+	}, nil, logger.With("component", "engine"), sources...)
 	engine.OnRoundDone(self.observeRound)
 
 	configs := newConfigManager(f.configFile, f.probeTimeout, engine, static, self, logger.With("component", "config"))
+	configs.kube = disc
 	if err := configs.Reload(); err != nil {
 		return fmt.Errorf("loading configuration: %w", err)
 	}
 	go configs.reloadOnSIGHUP(ctx)
+	if disc != nil {
+		if err := disc.Start(ctx); err != nil {
+			return fmt.Errorf("starting Kubernetes discovery: %w", err)
+		}
+		go waitForSync(ctx, disc.WaitForSync, logger.With("component", "kube"))
+	}
 
 	srv := &server{
+		kube:                 disc,
 		engine:               engine,
 		configs:              configs,
 		self:                 self,

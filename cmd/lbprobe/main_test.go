@@ -84,7 +84,7 @@ var listeningRe = regexp.MustCompile(`msg=listening address=(\S+)`)
 // start runs lbprobe with args and waits until it listens and is ready.
 func start(t *testing.T, args ...string) *lbprobe {
 	t.Helper()
-	args = append([]string{"--web.listen-address=127.0.0.1:0", "--log.level=debug"}, args...)
+	args = append([]string{"--web.listen-address=127.0.0.1:0", "--log.level=debug", "--kube.enabled=false"}, args...)
 	cmd := exec.Command(binary(t), args...)
 	stderrPipe, err := cmd.StderrPipe()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/collector/kube"
 	"github.com/lbprobe/lbprobe/config"
 )
 
@@ -21,6 +22,7 @@ type configManager struct {
 	flagTimeout  time.Duration
 	engine       *collector.Engine
 	static       *collector.StaticSource
+	kube         *kube.Discovery // nil when Kubernetes discovery is off
 	self         *selfMetrics
 	logger       *slog.Logger
 	mu           sync.Mutex // serialises reloads
@@ -67,7 +69,22 @@ func (m *configManager) apply() error {
 	if cfg.Probe.Timeout > 0 {
 		timeout = cfg.Probe.Timeout
 	}
+	var kubeSettings kube.Settings
+	if m.kube != nil {
+		kubeSettings = kube.Settings{DNSDomain: cfg.DNS.Domain, DNSServers: cfg.DNS.Servers}
+		kubeSettings.TLS.InsecureSkipVerify = cfg.Kubernetes.TLS.InsecureSkipVerify
+		if ca := cfg.Kubernetes.TLS.CAFile; ca != "" {
+			pool, err := collector.LoadCAFile(ca)
+			if err != nil {
+				return fmt.Errorf("%s: kubernetes.tls.ca_file: %w", m.path, err)
+			}
+			kubeSettings.TLS.RootCAs = pool
+		}
+	}
 	m.engine.SetProbeTimeout(timeout)
+	if m.kube != nil {
+		m.kube.Configure(kubeSettings)
+	}
 	m.engine.SetDNSTransport(cfg.DNS.Transport)
 	m.static.Set(targets)
 	m.logger.Info("configuration loaded", "file", m.path,

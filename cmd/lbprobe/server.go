@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/collector/kube"
 )
 
 // scrapeTimeoutHeader is the header Prometheus sets to the scrape timeout.
@@ -23,6 +24,7 @@ const scrapeTimeoutHeader = "X-Prometheus-Scrape-Timeout-Seconds"
 
 // server holds the HTTP handlers.
 type server struct {
+	kube                 *kube.Discovery // nil when Kubernetes discovery is off
 	engine               *collector.Engine
 	configs              *configManager
 	self                 *selfMetrics
@@ -86,6 +88,10 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 func (s *server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	if !s.configs.Status().Loaded {
 		http.Error(w, "Not ready: no configuration loaded yet", http.StatusServiceUnavailable)
+		return
+	}
+	if s.kube != nil && !s.kube.Ready() {
+		http.Error(w, "Not ready: the Kubernetes caches have not synced yet", http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "Ready")

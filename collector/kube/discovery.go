@@ -43,6 +43,7 @@ import (
 	gatewaylisters "sigs.k8s.io/gateway-api/pkg/client/listers/apis/v1"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/probe"
 )
 
 // Resource names: the `resource` label of the lbprobe_kubernetes_* series.
@@ -106,8 +107,9 @@ type Discovery struct {
 	logger *slog.Logger
 	c      clients
 
-	started atomic.Bool // set once Start has filled in everything below
-	ready   atomic.Bool
+	settings atomic.Pointer[Settings]
+	started  atomic.Bool // set once Start has filled in everything below
+	ready    atomic.Bool
 
 	// Written by Start before started is set, read-only afterwards.
 	informers []*informerState
@@ -186,7 +188,23 @@ func newDiscovery(c clients, opts Options, logger *slog.Logger) *Discovery {
 	if c.health == nil {
 		c.health = func(context.Context) error { return nil }
 	}
-	return &Discovery{opts: opts, logger: logger.With("component", "kube"), c: c, enabled: map[string]bool{}}
+	d := &Discovery{opts: opts, logger: logger.With("component", "kube"), c: c, enabled: map[string]bool{}}
+	d.settings.Store(&Settings{DNSDomain: opts.DNSDomain, DNSServers: opts.DNSServers})
+	return d
+}
+
+// Settings are what a config reload may change while Discovery runs.
+type Settings struct {
+	DNSDomain  string           // as Options.DNSDomain
+	DNSServers []string         // as Options.DNSServers
+	TLS        probe.TLSOptions // how the TLS checks of HTTPS listeners verify certificates
+}
+
+// Configure replaces the settings; the next Targets and Collect use them.
+func (d *Discovery) Configure(s Settings) {
+	s.DNSDomain = normalizeDomain(s.DNSDomain)
+	s.DNSServers = append([]string(nil), s.DNSServers...)
+	d.settings.Store(&s)
 }
 
 // apis says which optional APIs the cluster serves.

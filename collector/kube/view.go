@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/probe"
 )
 
 // view is one consistent-enough read of the caches (each lister is read
@@ -40,10 +41,11 @@ type view struct {
 
 // snapshot reads the caches. Call only after Start.
 func (d *Discovery) snapshot(withState bool) *view {
-	v := &view{now: d.opts.Now(), zone: d.opts.DNSDomain, logger: d.logger}
+	set := d.settings.Load()
+	v := &view{now: d.opts.Now(), zone: set.DNSDomain, logger: d.logger}
 	v.services, _ = d.services.List(labels.Everything())
 	sortServices(v.services)
-	v.servers = d.opts.DNSServers
+	v.servers = set.DNSServers
 	if len(v.servers) == 0 {
 		v.servers = dnsServers(v.services)
 	}
@@ -96,7 +98,15 @@ func (d *Discovery) Targets() collector.Targets {
 	if !d.started.Load() {
 		return collector.Targets{}
 	}
-	return d.snapshot(false).targets()
+	t := d.snapshot(false).targets()
+	if tls := d.settings.Load().TLS; tls != (probe.TLSOptions{}) {
+		for i := range t.Hostnames {
+			for k := range t.Hostnames[i].TLS {
+				t.Hostnames[i].TLS[k].Options = tls
+			}
+		}
+	}
+	return t
 }
 
 func (v *view) targets() collector.Targets {

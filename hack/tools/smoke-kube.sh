@@ -10,10 +10,11 @@ kubectl=$("$tool" kubectl)
 
 dir=$(mktemp -d)
 pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+cleanup() { # the API server first: without etcd it retries for minutes before it exits
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null && wait "${pids[i]}" 2>/dev/null || true
+  done
   rm -rf "$dir"
 }
 trap cleanup EXIT
