@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"html/template"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/collector/kube"
 	"github.com/lbprobe/lbprobe/probe"
 )
 
@@ -34,6 +36,11 @@ type landingRow struct {
 	Answer   string
 	Expected string
 	Link     string // debug view of the target
+	// Kubernetes state of a load balancer IP (empty without discovery).
+	Announced string // "yes", "NO", or "" when not applicable
+	Holder    string
+	LeaseAge  string
+	DNS       string // DNS verdicts of the Service's own name
 }
 
 type landingData struct {
@@ -43,7 +50,9 @@ type landingData struct {
 	ConfigLoaded  string
 	RoundAt       string
 	RoundDuration string
+	Kubernetes    bool
 	LoadBalancers []landingRow
+	Gateways      []landingRow
 	Hostnames     []landingRow
 	Failing       int
 }
@@ -68,23 +77,66 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 			data.ConfigError = st.LastErr.Error()
 		}
 	}
+	hostnames := round.Hostnames()
+	states := s.kubeStates()
+	data.Kubernetes = s.kube != nil
+	seen := make(map[string]bool)
 	for _, lb := range round.LoadBalancers() {
+		key := lb.Namespace + "/" + lb.Service
+		seen[key] = true
 		for _, ip := range lb.IPs {
 			row := landingRow{
 				OK:     ip.Reachable && !lbIPFailing(ip),
-				Group:  lb.Namespace + "/" + lb.Service,
+				Group:  key,
 				Target: ip.IP.String(),
 				Detail: describePorts(ip),
 				Link:   "/probe?target=" + ip.IP.String() + "&debug=true",
+				DNS:    serviceDNSVerdicts(hostnames, lb.Namespace, lb.Service),
+			}
+			if st, ok := states[key]; ok {
+				describeL2(&row, st, ip.IP)
+				if strings.HasPrefix(row.Announced, "NO") {
+					row.OK = false
+				}
 			}
 			data.LoadBalancers = append(data.LoadBalancers, row)
 		}
 	}
-	for _, h := range round.Hostnames() {
+	// Services the engine does not probe: no IP assigned, or ignored.
+	for key, st := range states {
+		if seen[key] || st.Ignored {
+			continue
+		}
+		row := landingRow{Group: key, Target: "(none)", Detail: "no IP assigned"}
+		if len(st.Hostnames) > 0 {
+			row.Target, row.Detail = strings.Join(st.Hostnames, ", "), "hostname ingress: not probed"
+		}
+		data.LoadBalancers = append(data.LoadBalancers, row)
+	}
+	for _, l := range round.GatewayListeners() {
+		detail := "UDP: not probed"
+		if l.Probed {
+			detail = "ok"
+			if !l.Result.Success {
+				detail = string(l.Result.Reason)
+			}
+		}
+		data.Gateways = append(data.Gateways, landingRow{
+			OK:     !l.Probed || l.Result.Success,
+			Group:  l.Namespace + "/" + l.Gateway,
+			Target: l.Address.String() + ":" + strconv.Itoa(int(l.Port)),
+			Detail: l.Listener + " (" + l.Protocol + "): " + detail,
+		})
+	}
+	for _, h := range hostnames {
+		group := h.Hostname.Hostname
+		if h.Source != "static" {
+			group += " (" + h.Source + " " + h.Namespace + "/" + h.Name + ")"
+		}
 		for _, d := range h.DNS {
 			data.Hostnames = append(data.Hostnames, landingRow{
 				OK:       d.Result.Success,
-				Group:    h.Hostname.Hostname,
+				Group:    group,
 				Target:   "DNS " + d.Server,
 				Detail:   string(d.Result.Verdict) + rcodeSuffix(d.Result),
 				Answer:   joinAddrList(d.Result.Addresses),
@@ -102,7 +154,7 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 			}
 			data.Hostnames = append(data.Hostnames, landingRow{
 				OK:     t.Result.Success,
-				Group:  h.Hostname.Hostname,
+				Group:  group,
 				Target: "TLS " + t.IP.String() + ":" + strconv.Itoa(int(t.Port)),
 				Detail: detail,
 				Link:   "/probe?target=" + h.Hostname.Hostname + "&debug=true",
@@ -120,7 +172,8 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortStableFunc(data.LoadBalancers, failuresFirst)
 	slices.SortStableFunc(data.Hostnames, failuresFirst)
-	for _, rows := range [][]landingRow{data.LoadBalancers, data.Hostnames} {
+	slices.SortStableFunc(data.Gateways, failuresFirst)
+	for _, rows := range [][]landingRow{data.LoadBalancers, data.Gateways, data.Hostnames} {
 		for _, row := range rows {
 			if !row.OK {
 				data.Failing++
@@ -131,6 +184,59 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 	if err := landingTemplate.Execute(w, data); err != nil {
 		s.logger.Error("rendering the landing page", "err", err)
 	}
+}
+
+// kubeStates returns the Kubernetes state of every LoadBalancer Service by
+// "namespace/name"; empty without discovery.
+func (s *server) kubeStates() map[string]kube.ServiceState {
+	out := make(map[string]kube.ServiceState)
+	if s.kube == nil {
+		return out
+	}
+	for _, st := range s.kube.ServiceStates() {
+		out[st.Namespace+"/"+st.Name] = st
+	}
+	return out
+}
+
+// describeL2 fills the announcement columns of a load balancer IP row.
+func describeL2(row *landingRow, st kube.ServiceState, ip netip.Addr) {
+	var ipst kube.IPState
+	for _, p := range st.PerIP {
+		if p.IP == ip {
+			ipst = p
+		}
+	}
+	switch {
+	case st.Policies < 0: // the policy CRD is not served: unknown
+	case st.Policies == 0:
+		row.Announced = "NO (no L2 policy selects it)"
+	case ipst.Announced:
+		row.Announced = "yes"
+	default:
+		row.Announced = "NO"
+	}
+	row.Holder = ipst.Holder
+	if ipst.Holder != "" && ipst.LeaseAge >= 0 {
+		row.LeaseAge = ipst.LeaseAge.Round(time.Second).String() + " (renewed " + ipst.RenewAge.Round(time.Second).String() + " ago)"
+		if ipst.Expired {
+			row.LeaseAge += ", EXPIRED"
+		}
+	}
+}
+
+// serviceDNSVerdicts summarises the DNS checks of a Service's own name.
+func serviceDNSVerdicts(hostnames []collector.HostnameStatus, ns, name string) string {
+	var parts []string
+	for _, h := range hostnames {
+		if h.Source != "service" || h.Namespace != ns || h.Name != name {
+			continue
+		}
+		for _, d := range h.DNS {
+			parts = append(parts, h.Hostname.Hostname+": "+string(d.Result.Verdict))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func lbIPFailing(ip collector.IPStatus) bool {

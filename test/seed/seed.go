@@ -202,6 +202,10 @@ func (c *Cluster) Node(ctx context.Context, name string, ip netip.Addr) error {
 		return ignoreExists(err, "node "+name)
 	}
 	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip.String()}, {Type: corev1.NodeHostName, Address: name}}
+	n.Status.Conditions = []corev1.NodeCondition{{
+		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		LastHeartbeatTime: metav1.NewTime(c.Now()), LastTransitionTime: metav1.NewTime(c.Now()),
+	}}
 	_, err = c.Core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 	return wrap(err, "node status "+name)
 }
