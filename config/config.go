@@ -89,8 +89,8 @@ const (
 
 // Config is the whole configuration file.
 type Config struct {
-	Probe  ProbeConfig  `yaml:"probe"`
-	DNS    DNSConfig    `yaml:"dns"`
+	Probe      ProbeConfig      `yaml:"probe"`
+	DNS        DNSConfig        `yaml:"dns"`
 	Static     StaticConfig     `yaml:"static"`
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 }
