@@ -10,6 +10,7 @@
 # the clone, so every clone, `make` run and CI run on a machine shares them. A group is built in a
 # temporary folder and renamed into place only when every binary in it runs, so an interrupted
 # build leaves nothing half-done behind; a lock per group makes concurrent calls wait for one build.
+# shellcheck disable=SC2317 # build_<group> functions are called as "build_$g"
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -56,12 +57,13 @@ version_of() {
   esac
 }
 
-# Cold build times measured on 2 cores with empty Go caches.
+# Cold build times (module download + compile, empty Go caches) measured on a shared 2-core machine.
 estimate_of() {
   case $1 in
-    kube) echo "~7 min" ;;
-    prometheus) echo "~4 min" ;;
-    helm | k8s_gateway) echo "~2 min" ;;
+    kube) echo "~20 min" ;;
+    prometheus) echo "~11 min" ;;
+    helm | k8s_gateway) echo "~8 min" ;;
+    staticcheck | controller-gen) echo "~2 min" ;;
     *) echo "~1 min" ;;
   esac
 }
@@ -97,6 +99,16 @@ check_pin() { # dir module want
   [ "$got" = "$3" ] || die "${1#"$root"/}/go.mod pins $2 ${got:-(none)} but versions.env says $3: run hack/tool.sh --update-modules"
 }
 
+check_pins() { # group
+  case $1 in
+    kube)
+      check_pin "$tools/kube" k8s.io/kubernetes "$KUBERNETES_VERSION"
+      check_pin "$tools/kube" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+      ;;
+    k8s_gateway) check_pin "$tools/k8s_gateway" github.com/ori-edge/k8s_gateway "$K8S_GATEWAY_VERSION" ;;
+  esac
+}
+
 build_staticcheck() {
   install_at "$1" "$STATICCHECK_VERSION" "-s -w" "" honnef.co/go/tools/cmd/staticcheck
 }
@@ -126,8 +138,6 @@ build_controller-gen() {
 
 build_kube() {
   local dir=$tools/kube out=$1 kv=$KUBERNETES_VERSION
-  check_pin "$dir" k8s.io/kubernetes "$kv"
-  check_pin "$dir" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   local minor=${kv#v1.}
   minor=${minor%%.*}
   local ld="-s -w" pkg
@@ -141,7 +151,6 @@ build_kube() {
 
 build_k8s_gateway() {
   local dir=$tools/k8s_gateway
-  check_pin "$dir" github.com/ori-edge/k8s_gateway "$K8S_GATEWAY_VERSION"
   (cd "$dir" && "${gobuild_env[@]}" GOFLAGS=-mod=readonly GONOSUMDB=github.com/ori-edge/k8s_gateway \
     go build -trimpath -ldflags "-s -w" -o "$1/k8s_gateway" github.com/ori-edge/k8s_gateway/cmd) >&2
 }
@@ -161,6 +170,7 @@ ensure() { # group; prints nothing, leaves the group's binaries in $cache/<group
   ver=$(version_of "$g")
   final=$cache/$g-$ver
   built "$final" "$g" && return 0
+  check_pins "$g"
   mkdir -p "$cache"
   if command -v flock >/dev/null; then
     exec 9>"$cache/.$g.lock"
@@ -170,7 +180,7 @@ ensure() { # group; prints nothing, leaves the group's binaries in $cache/<group
   fi
   tmp=$(mktemp -d "$cache/.tmp-$g-XXXXXX")
   chmod 755 "$tmp"
-  echo "building $g $ver (first time only, $(estimate_of "$g") on 2 cores) into $final" >&2
+  echo "building $g $ver (first time only, $(estimate_of "$g")) into $final" >&2
   local start=$SECONDS b out
   "build_$g" "$tmp" || die "building $g $ver failed"
   for b in $(binaries_of "$g"); do
@@ -190,7 +200,7 @@ ensure() { # group; prints nothing, leaves the group's binaries in $cache/<group
 
 path_of() { # binary
   local g
-  g=$(group_of "$1") || die "unknown tool '$1' (known: $(for g in $groups; do binaries_of "$g"; done | xargs))"
+  g=$(group_of "$1") || die "unknown tool '$1' (known: $(for x in $groups; do binaries_of "$x"; done | xargs))"
   ensure "$g"
   echo "$cache/$g-$(version_of "$g")/$1"
 }

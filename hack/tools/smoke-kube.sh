@@ -13,7 +13,7 @@ pids=()
 cleanup() { # the API server first: without etcd it retries for minutes before it exits
   local i
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill "${pids[i]}" 2>/dev/null && wait "${pids[i]}" 2>/dev/null || true
+    if kill "${pids[i]}" 2>/dev/null; then wait "${pids[i]}" 2>/dev/null || true; fi
   done
   rm -rf "$dir"
 }
@@ -37,7 +37,7 @@ func main() {
 	pem.Encode(os.Stdout, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
 }
 EOF
-  (cd "$dir" && GOWORK=off GOFLAGS= go run key.go >sa.key)
+  (cd "$dir" && GOWORK=off GOFLAGS='' go run key.go >sa.key)
 fi
 
 "$etcd" --name smoke --data-dir "$dir/etcd" --unsafe-no-fsync \
