@@ -28,6 +28,10 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/lbprobe/lbprobe/test/k8sgateway"
 	"github.com/lbprobe/lbprobe/test/kubecluster"
 	"github.com/lbprobe/lbprobe/test/seed"
@@ -101,6 +105,9 @@ func run(ctx context.Context, lbprobe, listen string, extraArgs []string) error 
 	if err := cl.Seed(ctx, ports); err != nil {
 		return err
 	}
+	if err := breakMore(ctx, cl); err != nil {
+		return err
+	}
 	logf("seeded: Gateways external %s and internal %s, k8s-gateway %s, apps/legacy %s, apps/pending (no IP)",
 		addrs.External, addrs.Internal, addrs.DNS, addrs.Legacy)
 
@@ -145,6 +152,46 @@ kubernetes:
 		return nil
 	}
 	return err
+}
+
+// breakMore adds the sandbox's other broken things, so that those series
+// show their failing value too: a second pool that overlaps the first, a
+// Gateway "staging" that is not programmed and whose status address differs
+// from the one it asked for (nothing serves it), and a hostname claimed by
+// routes on both Gateways.
+func breakMore(ctx context.Context, cl *seed.Cluster) error {
+	if err := cl.Pool(ctx, "lb-pool-old", netip.MustParsePrefix("127.11.80.80/29"), 0); err != nil {
+		return err
+	}
+	if err := cl.SetPoolConflict(ctx, "lb-pool-old", true); err != nil {
+		return err
+	}
+	if err := cl.Gateway(ctx, seed.GatewayNS, "staging", netip.MustParseAddr("127.11.80.85")); err != nil {
+		return err
+	}
+	gws := cl.Dynamic.Resource(seed.GatewayGVR).Namespace(seed.GatewayNS)
+	patch := []byte(`{"spec":{"addresses":[{"type":"IPAddress","value":"127.11.80.84"}]}}`)
+	if _, err := gws.Patch(ctx, "staging", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("gateway staging: %w", err)
+	}
+	if err := cl.SetGatewayAddress(ctx, seed.GatewayNS, "staging", netip.MustParseAddr("127.11.80.85"), false); err != nil {
+		return err
+	}
+	route := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+		"metadata": map[string]any{"name": "shared-app", "namespace": seed.AppsNS},
+		"spec": map[string]any{
+			"hostnames": []any{"shared." + seed.Domain},
+			"parentRefs": []any{
+				map[string]any{"name": "external", "namespace": seed.GatewayNS},
+				map[string]any{"name": "internal", "namespace": seed.GatewayNS},
+			},
+		},
+	}}
+	if _, err := cl.Dynamic.Resource(seed.HTTPRouteGVR).Namespace(seed.AppsNS).Create(ctx, route, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("httproute shared-app: %w", err)
+	}
+	return nil
 }
 
 // servePorts serves HTTP (plain TCP accept) and HTTPS (TLS with a

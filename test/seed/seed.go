@@ -390,6 +390,31 @@ func (c *Cluster) Pool(ctx context.Context, name string, prefix netip.Prefix, us
 	return wrap(err, "pool status "+name)
 }
 
+// SetPoolConflict sets a pool's PoolConflict condition, as Cilium's operator
+// does when two pools overlap.
+func (c *Cluster) SetPoolConflict(ctx context.Context, name string, conflict bool) error {
+	pool, err := c.Dynamic.Resource(PoolGVR).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return wrap(err, "pool "+name)
+	}
+	conds, _, _ := unstructured.NestedSlice(pool.Object, "status", "conditions")
+	status, reason, msg := "False", "resolved", ""
+	if conflict {
+		status, reason, msg = "True", "cidr_overlap", "Pool's CIDR overlaps with another pool"
+	}
+	for i, cnd := range conds {
+		if m, ok := cnd.(map[string]any); ok && m["type"] == "cilium.io/PoolConflict" {
+			m["status"], m["reason"], m["message"] = status, reason, msg
+			conds[i] = m
+		}
+	}
+	if err := unstructured.SetNestedSlice(pool.Object, conds, "status", "conditions"); err != nil {
+		return wrap(err, "pool "+name)
+	}
+	_, err = c.Dynamic.Resource(PoolGVR).UpdateStatus(ctx, pool, metav1.UpdateOptions{})
+	return wrap(err, "pool status "+name)
+}
+
 // Policy creates a CiliumL2AnnouncementPolicy announcing every Service's LB IP.
 func (c *Cluster) Policy(ctx context.Context, name string) error {
 	obj := &unstructured.Unstructured{Object: map[string]any{
