@@ -29,17 +29,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	gw, err := kubecluster.GatewayAPICRDDir()
+	dirs, err := kubecluster.CRDDirs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cilium, err := kubecluster.CiliumCRDDir()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(kubecluster.Shared(m, kubecluster.Options{CRDDirs: []string{gw, cilium}}))
+	os.Exit(kubecluster.Shared(m, kubecluster.Options{CRDDirs: dirs}))
 }
 
 // cluster returns the shared cluster, or skips with -short.

@@ -38,18 +38,6 @@ import (
 	"github.com/lbprobe/lbprobe/test/targets"
 )
 
-// Addresses are the loopback stand-ins of the reference LB IPs.
-func sandboxAddresses() seed.Addresses {
-	return seed.Addresses{
-		External: netip.MustParseAddr("127.11.80.80"),
-		Internal: netip.MustParseAddr("127.11.80.81"),
-		DNS:      netip.MustParseAddr("127.11.80.82"),
-		Legacy:   netip.MustParseAddr("127.11.80.83"),
-		Nodes:    [3]netip.Addr{netip.MustParseAddr("127.11.80.11"), netip.MustParseAddr("127.11.80.12"), netip.MustParseAddr("127.11.80.13")},
-		Pool:     netip.MustParsePrefix("127.11.80.80/28"),
-	}
-}
-
 func main() {
 	lbprobe := flag.String("lbprobe", "bin/lbprobe", "the lbprobe binary to run")
 	listen := flag.String("listen", "127.0.0.1:9884", "lbprobe's listen address")
@@ -74,15 +62,11 @@ func run(ctx context.Context, lbprobe, listen string, extraArgs []string) error 
 	defer os.RemoveAll(dir)
 
 	logf("starting etcd and kube-apiserver (the first run builds them from the Go module proxy: several minutes)")
-	gwCRDs, err := kubecluster.GatewayAPICRDDir()
+	crds, err := kubecluster.CRDDirs()
 	if err != nil {
 		return err
 	}
-	ciliumCRDs, err := kubecluster.CiliumCRDDir()
-	if err != nil {
-		return err
-	}
-	cluster, err := kubecluster.Start(ctx, kubecluster.Options{CRDDirs: []string{gwCRDs, ciliumCRDs}, Logf: logf})
+	cluster, err := kubecluster.Start(ctx, kubecluster.Options{CRDDirs: crds, Logf: logf})
 	if err != nil {
 		return err
 	}
@@ -97,7 +81,7 @@ func run(ctx context.Context, lbprobe, listen string, extraArgs []string) error 
 		ports = seed.Ports{HTTP: 8080, HTTPS: 8443, DNS: 5353}
 		logf("not root: the Services use ports %d, %d and %d instead of 80, 443 and 53", ports.HTTP, ports.HTTPS, ports.DNS)
 	}
-	addrs := sandboxAddresses()
+	addrs := seed.Loopback(11)
 	cl, err := seed.New(cluster.RESTConfig(), addrs)
 	if err != nil {
 		return err

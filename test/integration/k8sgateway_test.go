@@ -26,30 +26,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	gw, err := kubecluster.GatewayAPICRDDir()
+	dirs, err := kubecluster.CRDDirs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cilium, err := kubecluster.CiliumCRDDir()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(kubecluster.Shared(m, kubecluster.Options{CRDDirs: []string{gw, cilium}}))
-}
-
-// loopbackAddresses are the seed's LoadBalancer IPs as loopback stand-ins:
-// the engine probes them, so they must never leave this machine.
-func loopbackAddresses() seed.Addresses {
-	return seed.Addresses{
-		External: netip.MustParseAddr("127.12.80.80"),
-		Internal: netip.MustParseAddr("127.12.80.81"),
-		DNS:      netip.MustParseAddr("127.12.80.82"),
-		Legacy:   netip.MustParseAddr("127.12.80.83"),
-		Nodes:    [3]netip.Addr{netip.MustParseAddr("127.12.80.11"), netip.MustParseAddr("127.12.80.12"), netip.MustParseAddr("127.12.80.13")},
-		Pool:     netip.MustParsePrefix("127.12.80.80/28"),
-	}
+	os.Exit(kubecluster.Shared(m, kubecluster.Options{CRDDirs: dirs}))
 }
 
 // verdicts probes one round and returns the DNS result of every hostname
@@ -108,7 +90,7 @@ func TestDNSVerdictsAgreeWithK8sGateway(t *testing.T) {
 	if err := k8sgateway.MakeCRDsCompatible(ctx, c.RESTConfig()); err != nil {
 		t.Fatal(err)
 	}
-	addrs := loopbackAddresses()
+	addrs := seed.Loopback(12) // the engine probes them: they must stay on this machine
 	cl, err := seed.New(c.RESTConfig(), addrs)
 	if err != nil {
 		t.Fatal(err)

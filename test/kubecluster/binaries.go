@@ -153,3 +153,17 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// CRDDirs returns the folders of every CRD lbprobe reads: the Gateway API's
+// standard channel and Cilium's.
+func CRDDirs() ([]string, error) {
+	gw, err := GatewayAPICRDDir()
+	if err != nil {
+		return nil, err
+	}
+	cilium, err := CiliumCRDDir()
+	if err != nil {
+		return nil, err
+	}
+	return []string{gw, cilium}, nil
+}

@@ -50,6 +50,18 @@ func Reference() Addresses {
 	}
 }
 
+// Loopback returns loopback stand-ins for the reference addresses,
+// 127.<second>.80.x for 10.11.80.x, for code that really probes them: they
+// never leave this machine.
+func Loopback(second byte) Addresses {
+	ip := func(last byte) netip.Addr { return netip.AddrFrom4([4]byte{127, second, 80, last}) }
+	return Addresses{
+		External: ip(80), Internal: ip(81), DNS: ip(82), Legacy: ip(83),
+		Nodes: [3]netip.Addr{ip(11), ip(12), ip(13)},
+		Pool:  netip.PrefixFrom(ip(80), 28),
+	}
+}
+
 // Names of the reference cluster's objects.
 const (
 	Domain          = "sbbh.cloud"
