@@ -29,6 +29,10 @@ const (
 	ReasonPermission  Reason = "permission_denied" // a socket needs a capability the process lacks
 	ReasonError       Reason = "error"             // anything else; see Result.Err
 
+	// ReasonNotApplicable: the probe does not apply to the target (e.g.
+	// ARP for an IPv6 address).
+	ReasonNotApplicable Reason = "not_applicable"
+
 	// DNS verdicts that are failures (see DNSVerdict).
 	ReasonNXDomain       Reason = "nxdomain"
 	ReasonServfail       Reason = "servfail"
