@@ -2,8 +2,11 @@ package collector
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +22,13 @@ type Options struct {
 	ProbeTimeout time.Duration
 	// DNSTransport is "udp" (TCP fallback on truncation) or "tcp".
 	DNSTransport string
+	// ARPInterfaces selects the interfaces (up, with an IPv4 address) on
+	// which every load balancer IP is ARP-probed; nil turns ARP probes off.
+	ARPInterfaces *regexp.Regexp
+	// RouteCheck turns on the lookup of the route to every load balancer IP;
+	// RouteExpect, when set, is the interface pattern that route must use.
+	RouteCheck  bool
+	RouteExpect *regexp.Regexp
 }
 
 // Prober runs the probers of package probe. Tests and the engine use
@@ -30,6 +40,10 @@ type Prober interface {
 	ICMP(ctx context.Context, ip netip.Addr, opts probe.ICMPOptions, logger *slog.Logger) probe.ICMPResult
 	DNS(ctx context.Context, server, name string, expect []netip.Addr, opts probe.DNSOptions, logger *slog.Logger) probe.DNSResult
 	TLS(ctx context.Context, addr netip.AddrPort, serverName string, opts probe.TLSOptions, logger *slog.Logger) probe.TLSResult
+	ARP(ctx context.Context, ip netip.Addr, opts probe.ARPOptions, logger *slog.Logger) probe.ARPResult
+	Route(ip netip.Addr) (probe.RouteResult, error)
+	// Interfaces lists the host's interfaces that are up and have an IPv4 address.
+	Interfaces() ([]string, error)
 }
 
 // DefaultProber calls the real probers of package probe.
@@ -60,6 +74,46 @@ func (DefaultProber) DNS(ctx context.Context, server, name string, expect []neti
 // TLS implements Prober.
 func (DefaultProber) TLS(ctx context.Context, addr netip.AddrPort, sni string, o probe.TLSOptions, l *slog.Logger) probe.TLSResult {
 	return probe.TLS(ctx, addr, sni, o, l)
+}
+
+// ARP implements Prober.
+func (DefaultProber) ARP(ctx context.Context, ip netip.Addr, o probe.ARPOptions, l *slog.Logger) probe.ARPResult {
+	return probe.ARP(ctx, ip, o, l)
+}
+
+// Route implements Prober.
+func (DefaultProber) Route(ip netip.Addr) (probe.RouteResult, error) { return probe.Route(ip) }
+
+// Interfaces implements Prober.
+func (DefaultProber) Interfaces() ([]string, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("listing interfaces: %w", err)
+	}
+	var out []string
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+				out = append(out, ifc.Name)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// SetL2Checks changes the ARP and route checks for rounds that start later.
+func (e *Engine) SetL2Checks(arpInterfaces *regexp.Regexp, routeCheck bool, routeExpect *regexp.Regexp) {
+	o := *e.opts.Load()
+	o.ARPInterfaces, o.RouteCheck, o.RouteExpect = arpInterfaces, routeCheck, routeExpect
+	e.opts.Store(&o)
 }
 
 // Engine runs rounds of probes over the targets of its sources.
@@ -208,7 +262,22 @@ type round struct {
 
 func (e *Engine) newRound(t Targets, budget time.Duration, logger *slog.Logger) *round {
 	opts := e.Options()
-	jobs := buildJobs(t)
+	var arpIfaces []string
+	if opts.ARPInterfaces != nil {
+		all, err := e.prober.Interfaces()
+		if err != nil {
+			e.logger.Warn("ARP probes skipped", "err", err)
+		}
+		for _, name := range all {
+			if opts.ARPInterfaces.MatchString(name) {
+				arpIfaces = append(arpIfaces, name)
+			}
+		}
+		if len(arpIfaces) == 0 {
+			e.logger.Warn("ARP probes skipped: no interface that is up with an IPv4 address matches", "pattern", opts.ARPInterfaces.String())
+		}
+	}
+	jobs := buildJobs(t, arpIfaces, opts.RouteCheck)
 	started := time.Now()
 	return &round{
 		targets:  t,
@@ -283,6 +352,20 @@ func (r *round) runJob(ctx context.Context, p Prober, j job) outcome {
 		o.res, o.tls = tr.Result, &tr
 	case kindListener:
 		o.res = p.TCP(pctx, netip.AddrPortFrom(j.ip, j.port.Port), logger)
+	case kindARP:
+		ar := p.ARP(pctx, j.ip, probe.ARPOptions{Interface: j.iface}, logger)
+		o.res, o.arp = ar.Result, &ar
+	case kindRoute:
+		start := time.Now()
+		rr, err := p.Route(j.ip)
+		o.route = &rr
+		o.res = probe.Result{Success: err == nil, Duration: time.Since(start), Err: err}
+		if err != nil {
+			o.res.Reason = probe.ReasonUnreachable
+		} else if re := r.opts.RouteExpect; re != nil && !re.MatchString(rr.Interface) {
+			o.res.Success, o.res.Reason = false, probe.ReasonWrongRoute
+			o.res.Err = fmt.Errorf("route to %s uses %s, expected an interface matching %q", j.ip, rr.Interface, re)
+		}
 	}
 	if o.res.Success {
 		logger.Debug("probe succeeded", "duration", o.res.Duration)

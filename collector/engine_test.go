@@ -63,6 +63,14 @@ func (g *gateProber) DNS(context.Context, string, string, []netip.Addr, probe.DN
 	return probe.DNSResult{Result: probe.Result{Success: true}, Verdict: "correct"}
 }
 
+func (g *gateProber) ARP(context.Context, netip.Addr, probe.ARPOptions, *slog.Logger) probe.ARPResult {
+	return probe.ARPResult{Result: probe.Result{Success: true}}
+}
+
+func (g *gateProber) Route(netip.Addr) (probe.RouteResult, error) { return probe.RouteResult{}, nil }
+
+func (g *gateProber) Interfaces() ([]string, error) { return nil, nil }
+
 func (g *gateProber) TLS(context.Context, netip.AddrPort, string, probe.TLSOptions, *slog.Logger) probe.TLSResult {
 	return probe.TLSResult{Result: probe.Result{Success: true}, HandshakeOK: true, Verified: true}
 }

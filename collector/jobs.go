@@ -19,6 +19,8 @@ const (
 	kindTLS    jobKind = "tls"
 	// kindListener is a TCP connect to a Gateway listener.
 	kindListener jobKind = "gateway_listener"
+	kindARP      jobKind = "arp"
+	kindRoute    jobKind = "route"
 )
 
 // job is one probe of one round. lb, host and listener index into the
@@ -32,6 +34,7 @@ type job struct {
 	ip       netip.Addr
 	port     Port
 	server   string
+	iface    string // ARP: the interface probed on
 }
 
 func (j job) logAttrs() []any {
@@ -51,15 +54,19 @@ func (j job) logAttrs() []any {
 // outcome is the result of one job. done is false for a job that had not
 // finished when the round was read.
 type outcome struct {
-	done bool
-	res  probe.Result
-	icmp *probe.ICMPResult
-	dns  *probe.DNSResult
-	tls  *probe.TLSResult
+	done  bool
+	res   probe.Result
+	icmp  *probe.ICMPResult
+	dns   *probe.DNSResult
+	tls   *probe.TLSResult
+	arp   *probe.ARPResult
+	route *probe.RouteResult
 }
 
-// buildJobs flattens targets into probe jobs, in a stable order.
-func buildJobs(t Targets) []job {
+// buildJobs flattens targets into probe jobs, in a stable order: arpIfaces
+// are the interfaces every load balancer IP is ARP-probed on, routeCheck
+// adds a route lookup per IP.
+func buildJobs(t Targets, arpIfaces []string, routeCheck bool) []job {
 	var jobs []job
 	for li, lb := range t.LoadBalancers {
 		for _, ip := range lb.IPs {
@@ -73,6 +80,12 @@ func buildJobs(t Targets) []job {
 			}
 			if lb.ICMP {
 				jobs = append(jobs, job{kind: kindICMP, lb: li, host: -1, listener: -1, ip: ip})
+			}
+			for _, ifc := range arpIfaces {
+				jobs = append(jobs, job{kind: kindARP, lb: li, host: -1, listener: -1, ip: ip, iface: ifc})
+			}
+			if routeCheck {
+				jobs = append(jobs, job{kind: kindRoute, lb: li, host: -1, listener: -1, ip: ip})
 			}
 		}
 	}

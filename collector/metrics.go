@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lbprobe/lbprobe/probe"
 )
 
 // Label sets shared by several series.
@@ -79,6 +81,19 @@ var (
 	descListenerFailure = newGaugeDesc("gateway_listener_failure_info",
 		"1 for a Gateway listener whose probe failed, with the reason.", withLabel(gwLabels, "reason"))
 
+	descARPReachable = newGaugeDesc("loadbalancer_arp_reachable",
+		"1 when at least one host answered an ARP who-has for the IP on the interface in this scrape, else 0.", withLabel(lbIPLabels, "interface"))
+	descARPResponders = newGaugeDesc("loadbalancer_arp_responders",
+		"How many distinct MAC addresses answered ARP for the IP on the interface; more than 1 is a split brain.", withLabel(lbIPLabels, "interface"))
+	descARPResponder = newGaugeDesc("loadbalancer_arp_responder_info",
+		"1 for every MAC address that answered ARP for the IP, with the node it belongs to when known.", withLabel(lbIPLabels, "interface", "mac", "node"))
+	descARPFailure = newGaugeDesc("loadbalancer_arp_failure_info",
+		"1 when the ARP probe of the IP failed, with the reason (timeout, not_applicable for IPv6, permission_denied, error).", withLabel(lbIPLabels, "interface", "reason"))
+	descRouteInfo = newGaugeDesc("loadbalancer_route_info",
+		"1, with the interface and next hop (empty when on-link) the prober's host routes the IP through.", withLabel(lbIPLabels, "interface", "gateway"))
+	descRouteOK = newGaugeDesc("loadbalancer_route_ok",
+		"1 when the route to the IP uses an interface matching --probe.route.expect-interface (or any route, when no pattern is set), else 0.", lbIPLabels)
+
 	descScrapeDuration = newGaugeDesc("lbprobe_scrape_duration_seconds",
 		"How long the round of probes behind this scrape took.", nil)
 	descProbeTimeout = newGaugeDesc("lbprobe_probe_timeout_seconds",
@@ -115,6 +130,31 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 				if !p.Result.Success {
 					gauge(descPortFailure, 1, append(labels, resultLabel(p.Result))...)
 				}
+			}
+			for _, a := range ip.ARP {
+				labels := []string{lb.Namespace, lb.Service, ipStr, a.Interface}
+				if a.Reason == probe.ReasonNotApplicable {
+					gauge(descARPFailure, 1, append(labels, string(a.Reason))...)
+					continue
+				}
+				gauge(descARPReachable, boolToFloat64(a.Success), labels...)
+				gauge(descARPResponders, float64(len(a.MACs)), labels...)
+				for _, mac := range a.MACs {
+					gauge(descARPResponder, 1, append(labels, mac.String(), "")...)
+				}
+				if !a.Success {
+					gauge(descARPFailure, 1, append(labels, resultLabel(a.Result))...)
+				}
+			}
+			if rt := ip.Route; rt != nil {
+				if rt.Interface != "" {
+					gw := ""
+					if rt.Gateway.IsValid() {
+						gw = rt.Gateway.String()
+					}
+					gauge(descRouteInfo, 1, lb.Namespace, lb.Service, ipStr, rt.Interface, gw)
+				}
+				gauge(descRouteOK, boolToFloat64(rt.Result.Success), lb.Namespace, lb.Service, ipStr)
 			}
 			if ip.ICMP != nil {
 				gauge(descICMPReachable, boolToFloat64(ip.ICMP.Success), lb.Namespace, lb.Service, ipStr)

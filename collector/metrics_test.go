@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,10 +21,26 @@ import (
 // tableProber answers every probe from a table keyed by address or name,
 // with fixed durations, so that the exposition can be compared exactly.
 type tableProber struct {
-	tcp  map[netip.AddrPort]probe.Result
-	icmp map[netip.Addr]probe.ICMPResult
-	dns  map[string]probe.DNSResult // server + " " + name
-	tls  map[netip.AddrPort]probe.TLSResult
+	tcp   map[netip.AddrPort]probe.Result
+	icmp  map[netip.Addr]probe.ICMPResult
+	dns   map[string]probe.DNSResult // server + " " + name
+	tls   map[netip.AddrPort]probe.TLSResult
+	arp   map[string]probe.ARPResult // interface + " " + ip
+	route map[netip.Addr]probe.RouteResult
+}
+
+func (p tableProber) ARP(_ context.Context, ip netip.Addr, o probe.ARPOptions, _ *slog.Logger) probe.ARPResult {
+	return p.arp[o.Interface+" "+ip.String()]
+}
+func (p tableProber) Route(ip netip.Addr) (probe.RouteResult, error) {
+	r, ok := p.route[ip]
+	if !ok {
+		return r, errors.New("no route")
+	}
+	return r, nil
+}
+func (p tableProber) Interfaces() ([]string, error) {
+	return []string{"eth0", "tailscale0", "eth1"}, nil
 }
 
 func (p tableProber) TCP(_ context.Context, a netip.AddrPort, _ *slog.Logger) probe.Result {
@@ -64,6 +82,16 @@ func TestRoundResultCollect(t *testing.T) {
 			"10.11.80.82:53 int.sbbh.cloud": {Result: probe.Result{Duration: 3 * time.Millisecond, Reason: probe.ReasonWrongAddress},
 				Verdict: "wrong_address", Rcode: "NOERROR", Addresses: []netip.Addr{ip1}},
 		},
+		arp: map[string]probe.ARPResult{
+			"eth0 10.11.80.80": {Result: ok, MACs: []net.HardwareAddr{{0x02, 0, 0, 0, 0, 0x11}, {0x02, 0, 0, 0, 0, 0x12}}},
+			"eth0 10.11.80.81": {Result: probe.Result{Reason: probe.ReasonTimeout, Err: context.DeadlineExceeded}},
+			"eth1 10.11.80.80": {Result: ok, MACs: []net.HardwareAddr{{0x02, 0, 0, 0, 0, 0x11}}},
+			"eth1 10.11.80.81": {Result: ok, MACs: []net.HardwareAddr{{0x02, 0, 0, 0, 0, 0x13}}},
+		},
+		route: map[netip.Addr]probe.RouteResult{
+			ip1: {Interface: "eth0"},
+			ip2: {Interface: "tailscale0", Gateway: netip.MustParseAddr("100.100.100.100")},
+		},
 		tls: map[netip.AddrPort]probe.TLSResult{
 			netip.AddrPortFrom(ip1, 443): {Result: ok, HandshakeOK: true, Verified: true, CoversHostname: true, NotAfter: notAfter},
 		},
@@ -86,7 +114,10 @@ func TestRoundResultCollect(t *testing.T) {
 			{Namespace: "gateway", Gateway: "internal", Listener: "dns", Address: ip2, Port: 53, Protocol: "UDP"},
 		},
 	}
-	e := NewEngine(Options{Concurrency: 4, ProbeTimeout: time.Second}, p, nil, SourceFunc(func() Targets { return targets }))
+	e := NewEngine(Options{
+		Concurrency: 4, ProbeTimeout: time.Second,
+		ARPInterfaces: regexp.MustCompile(`^eth`), RouteCheck: true, RouteExpect: regexp.MustCompile(`^eth`),
+	}, p, nil, SourceFunc(func() Targets { return targets }))
 	r := e.Probe(t.Context(), time.Minute)
 
 	want := `
@@ -108,6 +139,35 @@ gateway_tls_cert_not_after_timestamp_seconds{hostname="app.sbbh.cloud",ip="10.11
 # HELP gateway_tls_handshake_success 1 when the TLS handshake with SNI = hostname completed on the address, else 0.
 # TYPE gateway_tls_handshake_success gauge
 gateway_tls_handshake_success{hostname="app.sbbh.cloud",ip="10.11.80.80",name="",namespace="",port="443",source="static"} 1
+# HELP loadbalancer_arp_failure_info 1 when the ARP probe of the IP failed, with the reason (timeout, not_applicable for IPv6, permission_denied, error).
+# TYPE loadbalancer_arp_failure_info gauge
+loadbalancer_arp_failure_info{interface="eth0",ip="10.11.80.81",namespace="kube-system",reason="timeout",service="internal"} 1
+# HELP loadbalancer_arp_reachable 1 when at least one host answered an ARP who-has for the IP on the interface in this scrape, else 0.
+# TYPE loadbalancer_arp_reachable gauge
+loadbalancer_arp_reachable{interface="eth0",ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
+loadbalancer_arp_reachable{interface="eth0",ip="10.11.80.81",namespace="kube-system",service="internal"} 0
+loadbalancer_arp_reachable{interface="eth1",ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
+loadbalancer_arp_reachable{interface="eth1",ip="10.11.80.81",namespace="kube-system",service="internal"} 1
+# HELP loadbalancer_arp_responder_info 1 for every MAC address that answered ARP for the IP, with the node it belongs to when known.
+# TYPE loadbalancer_arp_responder_info gauge
+loadbalancer_arp_responder_info{interface="eth0",ip="10.11.80.80",mac="02:00:00:00:00:11",namespace="kube-system",node="",service="cilium-gateway-external"} 1
+loadbalancer_arp_responder_info{interface="eth0",ip="10.11.80.80",mac="02:00:00:00:00:12",namespace="kube-system",node="",service="cilium-gateway-external"} 1
+loadbalancer_arp_responder_info{interface="eth1",ip="10.11.80.80",mac="02:00:00:00:00:11",namespace="kube-system",node="",service="cilium-gateway-external"} 1
+loadbalancer_arp_responder_info{interface="eth1",ip="10.11.80.81",mac="02:00:00:00:00:13",namespace="kube-system",node="",service="internal"} 1
+# HELP loadbalancer_arp_responders How many distinct MAC addresses answered ARP for the IP on the interface; more than 1 is a split brain.
+# TYPE loadbalancer_arp_responders gauge
+loadbalancer_arp_responders{interface="eth0",ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 2
+loadbalancer_arp_responders{interface="eth0",ip="10.11.80.81",namespace="kube-system",service="internal"} 0
+loadbalancer_arp_responders{interface="eth1",ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
+loadbalancer_arp_responders{interface="eth1",ip="10.11.80.81",namespace="kube-system",service="internal"} 1
+# HELP loadbalancer_route_info 1, with the interface and next hop (empty when on-link) the prober's host routes the IP through.
+# TYPE loadbalancer_route_info gauge
+loadbalancer_route_info{gateway="",interface="eth0",ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
+loadbalancer_route_info{gateway="100.100.100.100",interface="tailscale0",ip="10.11.80.81",namespace="kube-system",service="internal"} 1
+# HELP loadbalancer_route_ok 1 when the route to the IP uses an interface matching --probe.route.expect-interface (or any route, when no pattern is set), else 0.
+# TYPE loadbalancer_route_ok gauge
+loadbalancer_route_ok{ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
+loadbalancer_route_ok{ip="10.11.80.81",namespace="kube-system",service="internal"} 0
 # HELP loadbalancer_icmp_failure_info 1 for an IP whose ICMP probe failed, with the reason (timeout, permission_denied, ...).
 # TYPE loadbalancer_icmp_failure_info gauge
 loadbalancer_icmp_failure_info{ip="10.11.80.81",namespace="kube-system",reason="permission_denied",service="internal"} 1
@@ -156,6 +216,8 @@ lbprobe_targets{kind="tls_check"} 1
 		"loadbalancer_icmp_failure_info", "loadbalancer_icmp_reachable", "loadbalancer_icmp_rtt_seconds",
 		"loadbalancer_port_reachable", "loadbalancer_probe_failure_info", "loadbalancer_reachable", "lbprobe_targets",
 		"gateway_listener_reachable", "gateway_listener_failure_info",
+		"loadbalancer_arp_reachable", "loadbalancer_arp_responders", "loadbalancer_arp_responder_info", "loadbalancer_arp_failure_info",
+		"loadbalancer_route_info", "loadbalancer_route_ok",
 	}
 	if err := testutil.CollectAndCompare(r, strings.NewReader(want), names...); err != nil {
 		t.Error(err)

@@ -34,6 +34,16 @@ type IPStatus struct {
 	Probed    bool // at least one port or ICMP probe ran for this IP
 	Ports     []PortStatus
 	ICMP      *probe.ICMPResult
+	ARP       []probe.ARPResult // one per interface probed
+	Route     *RouteStatus      // nil when the route check is off
+}
+
+// RouteStatus is the route the prober's host uses to reach an IP. Result
+// fails with reason unreachable when there is no route, and wrong_route when
+// the route's interface does not match the expected pattern.
+type RouteStatus struct {
+	probe.RouteResult
+	Result probe.Result
 }
 
 // LoadBalancerStatus groups the IP statuses of one load balancer.
@@ -122,6 +132,19 @@ func (r *RoundResult) LoadBalancers() []LoadBalancerStatus {
 				icmp = *o.icmp
 			}
 			st.ICMP = &icmp
+		case kindARP:
+			arp := probe.ARPResult{Result: o.res, Interface: j.iface}
+			if o.arp != nil {
+				arp = *o.arp
+				arp.Interface = j.iface
+			}
+			st.ARP = append(st.ARP, arp)
+		case kindRoute:
+			rs := RouteStatus{Result: o.res}
+			if o.route != nil {
+				rs.RouteResult = *o.route
+			}
+			st.Route = &rs
 		}
 	}
 	for i := range out {

@@ -31,6 +31,7 @@ const (
 
 	// ReasonNotApplicable: the probe does not apply to the target (e.g.
 	// ARP for an IPv6 address).
+	ReasonWrongRoute    Reason = "wrong_route" // the route to the IP does not use the expected interface
 	ReasonNotApplicable Reason = "not_applicable"
 
 	// DNS verdicts that are failures (see DNSVerdict).

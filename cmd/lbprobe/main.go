@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,9 @@ type flags struct {
 	probeTimeout         time.Duration
 	timeoutOffset        time.Duration
 	defaultScrapeTimeout time.Duration
+	arpInterface         string
+	routeCheck           bool
+	routeExpect          string
 	kubeEnabled          string
 	kubeconfig           string
 	ciliumNamespace      string
@@ -64,6 +68,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("0.5s").DurationVar(&f.timeoutOffset)
 	app.Flag("probe.default-scrape-timeout", "Scrape timeout assumed when a request carries no X-Prometheus-Scrape-Timeout-Seconds header (curl, browsers).").
 		Default("10s").DurationVar(&f.defaultScrapeTimeout)
+	app.Flag("probe.arp.interface", "ARP-probe every load balancer IP on the interfaces matching this regular expression (unanchored, like Cilium's interfaces: use ^eth0$); empty: no ARP probes. Needs CAP_NET_RAW.").
+		Default("").StringVar(&f.arpInterface)
+	app.Flag("probe.route.check", "Look up the route this host uses to each load balancer IP (loadbalancer_route_info, loadbalancer_route_ok).").
+		Default("true").BoolVar(&f.routeCheck)
+	app.Flag("probe.route.expect-interface", "Regular expression the route's interface must match for loadbalancer_route_ok 1 (e.g. ^eth0$, so that a tailscale0 route shows); empty: any route is ok.").
+		Default("").StringVar(&f.routeExpect)
 	app.Flag("kube.enabled", "Kubernetes discovery: auto (on when a Kubernetes config is found), true or false.").
 		Default("auto").EnumVar(&f.kubeEnabled, "auto", "true", "false")
 	app.Flag("kubeconfig", "Path of a kubeconfig (default: in-cluster config, else $KUBECONFIG or ~/.kube/config).").
@@ -86,6 +96,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("--probe.timeout must be positive, got %s", f.probeTimeout)
 	case f.timeoutOffset < 0:
 		return nil, fmt.Errorf("--probe.timeout-offset must not be negative, got %s", f.timeoutOffset)
+	case !validRegexp(f.arpInterface):
+		return nil, fmt.Errorf("--probe.arp.interface: %q is not a valid regular expression", f.arpInterface)
+	case !validRegexp(f.routeExpect):
+		return nil, fmt.Errorf("--probe.route.expect-interface: %q is not a valid regular expression", f.routeExpect)
 	case f.defaultScrapeTimeout <= f.timeoutOffset:
 		return nil, fmt.Errorf("--probe.default-scrape-timeout (%s) must exceed --probe.timeout-offset (%s)", f.defaultScrapeTimeout, f.timeoutOffset)
 	}
@@ -131,6 +145,19 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+func validRegexp(s string) bool {
+	_, err := regexp.Compile(s)
+	return err == nil
+}
+
+// optionalRegexp compiles a validated pattern; empty gives nil.
+func optionalRegexp(s string) *regexp.Regexp {
+	if s == "" {
+		return nil
+	}
+	return regexp.MustCompile(s)
+}
+
 // serve runs the exporter until ctx ends.
 func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 	static := &collector.StaticSource{}
@@ -156,6 +183,7 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		ProbeTimeout: f.probeTimeout,
 	}, nil, logger.With("component", "engine"), sources...)
 	engine.OnRoundDone(self.observeRound)
+	engine.SetL2Checks(optionalRegexp(f.arpInterface), f.routeCheck, optionalRegexp(f.routeExpect))
 
 	configs := newConfigManager(f.configFile, f.probeTimeout, engine, static, self, logger.With("component", "config"))
 	configs.kube = disc
