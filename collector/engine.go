@@ -29,6 +29,9 @@ type Options struct {
 	// RouteExpect, when set, is the interface pattern that route must use.
 	RouteCheck  bool
 	RouteExpect *regexp.Regexp
+	// NodeName is the node lbprobe runs on (DaemonSet mode): a node cannot
+	// ARP a VIP that it holds itself, so those probes are skipped.
+	NodeName string
 }
 
 // Prober runs the probers of package probe. Tests and the engine use
@@ -110,9 +113,9 @@ func (DefaultProber) Interfaces() ([]string, error) {
 }
 
 // SetL2Checks changes the ARP and route checks for rounds that start later.
-func (e *Engine) SetL2Checks(arpInterfaces *regexp.Regexp, routeCheck bool, routeExpect *regexp.Regexp) {
+func (e *Engine) SetL2Checks(arpInterfaces *regexp.Regexp, routeCheck bool, routeExpect *regexp.Regexp, nodeName string) {
 	o := *e.opts.Load()
-	o.ARPInterfaces, o.RouteCheck, o.RouteExpect = arpInterfaces, routeCheck, routeExpect
+	o.ARPInterfaces, o.RouteCheck, o.RouteExpect, o.NodeName = arpInterfaces, routeCheck, routeExpect, nodeName
 	e.opts.Store(&o)
 }
 
@@ -277,7 +280,7 @@ func (e *Engine) newRound(t Targets, budget time.Duration, logger *slog.Logger) 
 			e.logger.Warn("ARP probes skipped: no interface that is up with an IPv4 address matches", "pattern", opts.ARPInterfaces.String())
 		}
 	}
-	jobs := buildJobs(t, arpIfaces, opts.RouteCheck)
+	jobs := buildJobs(t, arpIfaces, opts.RouteCheck, opts.NodeName)
 	started := time.Now()
 	return &round{
 		targets:  t,
@@ -352,7 +355,11 @@ func (r *round) runJob(ctx context.Context, p Prober, j job) outcome {
 		o.res, o.tls = tr.Result, &tr
 	case kindListener:
 		o.res = p.TCP(pctx, netip.AddrPortFrom(j.ip, j.port.Port), logger)
-	case kindARP:
+	case kindARP, kindNodeARP:
+		if j.skipSelf {
+			o.res = probe.Result{Reason: probe.ReasonHolderIsSelf}
+			break
+		}
 		ar := p.ARP(pctx, j.ip, probe.ARPOptions{Interface: j.iface}, logger)
 		o.res, o.arp = ar.Result, &ar
 	case kindRoute:

@@ -20,6 +20,7 @@ const (
 	// kindListener is a TCP connect to a Gateway listener.
 	kindListener jobKind = "gateway_listener"
 	kindARP      jobKind = "arp"
+	kindNodeARP  jobKind = "node_arp"
 	kindRoute    jobKind = "route"
 )
 
@@ -35,6 +36,8 @@ type job struct {
 	port     Port
 	server   string
 	iface    string // ARP: the interface probed on
+	node     int    // node ARP: index into the round's nodes, else -1
+	skipSelf bool   // ARP of a VIP held by this very node: not probed
 }
 
 func (j job) logAttrs() []any {
@@ -66,44 +69,50 @@ type outcome struct {
 // buildJobs flattens targets into probe jobs, in a stable order: arpIfaces
 // are the interfaces every load balancer IP is ARP-probed on, routeCheck
 // adds a route lookup per IP.
-func buildJobs(t Targets, arpIfaces []string, routeCheck bool) []job {
+func buildJobs(t Targets, arpIfaces []string, routeCheck bool, nodeName string) []job {
 	var jobs []job
 	for li, lb := range t.LoadBalancers {
 		for _, ip := range lb.IPs {
 			for _, p := range lb.Ports {
 				switch p.Probe {
 				case ProbeTCP:
-					jobs = append(jobs, job{kind: kindTCP, lb: li, host: -1, listener: -1, ip: ip, port: p})
+					jobs = append(jobs, job{kind: kindTCP, node: -1, lb: li, host: -1, listener: -1, ip: ip, port: p})
 				case ProbeDNS:
-					jobs = append(jobs, job{kind: kindUDPDNS, lb: li, host: -1, listener: -1, ip: ip, port: p})
+					jobs = append(jobs, job{kind: kindUDPDNS, node: -1, lb: li, host: -1, listener: -1, ip: ip, port: p})
 				}
 			}
 			if lb.ICMP {
-				jobs = append(jobs, job{kind: kindICMP, lb: li, host: -1, listener: -1, ip: ip})
+				jobs = append(jobs, job{kind: kindICMP, node: -1, lb: li, host: -1, listener: -1, ip: ip})
 			}
 			for _, ifc := range arpIfaces {
-				jobs = append(jobs, job{kind: kindARP, lb: li, host: -1, listener: -1, ip: ip, iface: ifc})
+				self := nodeName != "" && lb.Holder == nodeName
+				jobs = append(jobs, job{kind: kindARP, lb: li, host: -1, listener: -1, node: -1, ip: ip, iface: ifc, skipSelf: self})
 			}
 			if routeCheck {
-				jobs = append(jobs, job{kind: kindRoute, lb: li, host: -1, listener: -1, ip: ip})
+				jobs = append(jobs, job{kind: kindRoute, node: -1, lb: li, host: -1, listener: -1, ip: ip})
 			}
 		}
 	}
 	for hi, h := range t.Hostnames {
 		for _, s := range h.Servers {
-			jobs = append(jobs, job{kind: kindDNS, lb: -1, host: hi, listener: -1, server: s})
+			jobs = append(jobs, job{kind: kindDNS, node: -1, lb: -1, host: hi, listener: -1, server: s})
 		}
 		for _, c := range h.TLS {
 			for _, ip := range c.IPs {
-				jobs = append(jobs, job{kind: kindTLS, lb: -1, host: hi, listener: -1, tls: &c, ip: ip, port: Port{Port: c.Port, Protocol: "TCP"}})
+				jobs = append(jobs, job{kind: kindTLS, node: -1, lb: -1, host: hi, listener: -1, tls: &c, ip: ip, port: Port{Port: c.Port, Protocol: "TCP"}})
 			}
+		}
+	}
+	for ni, n := range t.Nodes {
+		for _, ifc := range arpIfaces {
+			jobs = append(jobs, job{kind: kindNodeARP, lb: -1, host: -1, listener: -1, node: ni, ip: n.IP, iface: ifc})
 		}
 	}
 	for gi, l := range t.GatewayListeners {
 		if l.Protocol == "UDP" {
 			continue
 		}
-		jobs = append(jobs, job{kind: kindListener, lb: -1, host: -1, listener: gi, ip: l.Address, port: Port{Port: l.Port, Protocol: "TCP"}})
+		jobs = append(jobs, job{kind: kindListener, lb: -1, host: -1, listener: gi, node: -1, ip: l.Address, port: Port{Port: l.Port, Protocol: "TCP"}})
 	}
 	return jobs
 }

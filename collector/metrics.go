@@ -89,6 +89,10 @@ var (
 		"1 for every MAC address that answered ARP for the IP, with the node it belongs to when known.", withLabel(lbIPLabels, "interface", "mac", "node"))
 	descARPFailure = newGaugeDesc("loadbalancer_arp_failure_info",
 		"1 when the ARP probe of the IP failed, with the reason (timeout, not_applicable for IPv6, permission_denied, error).", withLabel(lbIPLabels, "interface", "reason"))
+	descARPSkipped = newGaugeDesc("loadbalancer_arp_skipped",
+		"1 when the ARP probe of the IP was not run, with the reason: holder_is_self (lbprobe runs on the node that holds the VIP, which cannot ARP its own VIP).", withLabel(lbIPLabels, "interface", "reason"))
+	descARPHolderMatch = newGaugeDesc("loadbalancer_arp_holder_match",
+		"1 when the lease holder's MAC (from ARP of its InternalIP) alone answered ARP for the IP, else 0; absent when the holder's MAC is unknown.", lbIPLabels)
 	descRouteInfo = newGaugeDesc("loadbalancer_route_info",
 		"1, with the interface and next hop (empty when on-link) the prober's host routes the IP through.", withLabel(lbIPLabels, "interface", "gateway"))
 	descRouteOK = newGaugeDesc("loadbalancer_route_ok",
@@ -131,19 +135,28 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 					gauge(descPortFailure, 1, append(labels, resultLabel(p.Result))...)
 				}
 			}
+			holderMatched := false
 			for _, a := range ip.ARP {
 				labels := []string{lb.Namespace, lb.Service, ipStr, a.Interface}
-				if a.Reason == probe.ReasonNotApplicable {
+				switch a.Reason {
+				case probe.ReasonNotApplicable:
 					gauge(descARPFailure, 1, append(labels, string(a.Reason))...)
+					continue
+				case probe.ReasonHolderIsSelf:
+					gauge(descARPSkipped, 1, append(labels, string(a.Reason))...)
 					continue
 				}
 				gauge(descARPReachable, boolToFloat64(a.Success), labels...)
 				gauge(descARPResponders, float64(len(a.MACs)), labels...)
-				for _, mac := range a.MACs {
-					gauge(descARPResponder, 1, append(labels, mac.String(), "")...)
+				for i, mac := range a.MACs {
+					gauge(descARPResponder, 1, append(labels, mac.String(), a.Nodes[i])...)
 				}
 				if !a.Success {
 					gauge(descARPFailure, 1, append(labels, resultLabel(a.Result))...)
+				}
+				if a.HolderMatch != nil && !holderMatched {
+					holderMatched = true
+					gauge(descARPHolderMatch, boolToFloat64(*a.HolderMatch), lb.Namespace, lb.Service, ipStr)
 				}
 			}
 			if rt := ip.Route; rt != nil {

@@ -87,6 +87,9 @@ func TestRoundResultCollect(t *testing.T) {
 			"eth0 10.11.80.81": {Result: probe.Result{Reason: probe.ReasonTimeout, Err: context.DeadlineExceeded}},
 			"eth1 10.11.80.80": {Result: ok, MACs: []net.HardwareAddr{{0x02, 0, 0, 0, 0, 0x11}}},
 			"eth1 10.11.80.81": {Result: ok, MACs: []net.HardwareAddr{{0x02, 0, 0, 0, 0, 0x13}}},
+			// The nodes' InternalIPs, answered on eth0 only.
+			"eth0 10.11.80.11": {Result: ok, MACs: []net.HardwareAddr{{0x02, 0, 0, 0, 0, 0x11}}},
+			"eth0 10.11.80.12": {Result: ok, MACs: []net.HardwareAddr{{0x02, 0, 0, 0, 0, 0x12}}},
 		},
 		route: map[netip.Addr]probe.RouteResult{
 			ip1: {Interface: "eth0"},
@@ -98,7 +101,7 @@ func TestRoundResultCollect(t *testing.T) {
 	}
 	targets := Targets{
 		LoadBalancers: []LoadBalancer{
-			{Namespace: "kube-system", Service: "cilium-gateway-external", IPs: []netip.Addr{ip1}, ICMP: true,
+			{Namespace: "kube-system", Service: "cilium-gateway-external", IPs: []netip.Addr{ip1}, ICMP: true, Holder: "k8s-nuc",
 				Ports: []Port{{Port: 80, Protocol: "TCP", Probe: ProbeTCP}, {Port: 443, Protocol: "TCP", Probe: ProbeTCP}, {Port: 8080, Protocol: "TCP", Probe: ProbeNone}}},
 			{Namespace: "kube-system", Service: "internal", IPs: []netip.Addr{ip2}, ICMP: true,
 				Ports: []Port{{Port: 443, Protocol: "TCP", Probe: ProbeTCP}, {Port: 53, Protocol: "UDP", Probe: ProbeDNS}}},
@@ -107,6 +110,10 @@ func TestRoundResultCollect(t *testing.T) {
 			{Hostname: "app.sbbh.cloud", Expect: []netip.Addr{ip1}, Servers: []string{"10.11.80.82:53"}, Source: "static",
 				TLS: []TLSCheck{{Port: 443, IPs: []netip.Addr{ip1}}}},
 			{Hostname: "int.sbbh.cloud", Expect: []netip.Addr{ip2}, Servers: []string{"10.11.80.82:53"}, Source: "httproute", Namespace: "apps", Name: "internal-app"},
+		},
+		Nodes: []Node{
+			{Name: "k8s-nuc", IP: netip.MustParseAddr("10.11.80.11")},
+			{Name: "k8s-opti-01", IP: netip.MustParseAddr("10.11.80.12")},
 		},
 		GatewayListeners: []GatewayListener{
 			{Namespace: "gateway", Gateway: "external", Listener: "https", Address: ip1, Port: 443, Protocol: "HTTPS"},
@@ -142,6 +149,9 @@ gateway_tls_handshake_success{hostname="app.sbbh.cloud",ip="10.11.80.80",name=""
 # HELP loadbalancer_arp_failure_info 1 when the ARP probe of the IP failed, with the reason (timeout, not_applicable for IPv6, permission_denied, error).
 # TYPE loadbalancer_arp_failure_info gauge
 loadbalancer_arp_failure_info{interface="eth0",ip="10.11.80.81",namespace="kube-system",reason="timeout",service="internal"} 1
+# HELP loadbalancer_arp_holder_match 1 when the lease holder's MAC (from ARP of its InternalIP) alone answered ARP for the IP, else 0; absent when the holder's MAC is unknown.
+# TYPE loadbalancer_arp_holder_match gauge
+loadbalancer_arp_holder_match{ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 0
 # HELP loadbalancer_arp_reachable 1 when at least one host answered an ARP who-has for the IP on the interface in this scrape, else 0.
 # TYPE loadbalancer_arp_reachable gauge
 loadbalancer_arp_reachable{interface="eth0",ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
@@ -150,8 +160,8 @@ loadbalancer_arp_reachable{interface="eth1",ip="10.11.80.80",namespace="kube-sys
 loadbalancer_arp_reachable{interface="eth1",ip="10.11.80.81",namespace="kube-system",service="internal"} 1
 # HELP loadbalancer_arp_responder_info 1 for every MAC address that answered ARP for the IP, with the node it belongs to when known.
 # TYPE loadbalancer_arp_responder_info gauge
-loadbalancer_arp_responder_info{interface="eth0",ip="10.11.80.80",mac="02:00:00:00:00:11",namespace="kube-system",node="",service="cilium-gateway-external"} 1
-loadbalancer_arp_responder_info{interface="eth0",ip="10.11.80.80",mac="02:00:00:00:00:12",namespace="kube-system",node="",service="cilium-gateway-external"} 1
+loadbalancer_arp_responder_info{interface="eth0",ip="10.11.80.80",mac="02:00:00:00:00:11",namespace="kube-system",node="k8s-nuc",service="cilium-gateway-external"} 1
+loadbalancer_arp_responder_info{interface="eth0",ip="10.11.80.80",mac="02:00:00:00:00:12",namespace="kube-system",node="k8s-opti-01",service="cilium-gateway-external"} 1
 loadbalancer_arp_responder_info{interface="eth1",ip="10.11.80.80",mac="02:00:00:00:00:11",namespace="kube-system",node="",service="cilium-gateway-external"} 1
 loadbalancer_arp_responder_info{interface="eth1",ip="10.11.80.81",mac="02:00:00:00:00:13",namespace="kube-system",node="",service="internal"} 1
 # HELP loadbalancer_arp_responders How many distinct MAC addresses answered ARP for the IP on the interface; more than 1 is a split brain.
@@ -217,6 +227,7 @@ lbprobe_targets{kind="tls_check"} 1
 		"loadbalancer_port_reachable", "loadbalancer_probe_failure_info", "loadbalancer_reachable", "lbprobe_targets",
 		"gateway_listener_reachable", "gateway_listener_failure_info",
 		"loadbalancer_arp_reachable", "loadbalancer_arp_responders", "loadbalancer_arp_responder_info", "loadbalancer_arp_failure_info",
+		"loadbalancer_arp_holder_match",
 		"loadbalancer_route_info", "loadbalancer_route_ok",
 	}
 	if err := testutil.CollectAndCompare(r, strings.NewReader(want), names...); err != nil {
@@ -235,4 +246,50 @@ func registryWith(t *testing.T, r *RoundResult) *prometheus.Registry {
 		t.Fatal(err)
 	}
 	return reg
+}
+
+// A node cannot ARP a VIP it holds: in DaemonSet mode, lbprobe on the holder
+// skips that probe and says so, and never reports a false failure.
+func TestARPSkippedOnHolder(t *testing.T) {
+	vip := netip.MustParseAddr("10.11.80.80")
+	node := netip.MustParseAddr("10.11.80.11")
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x11}
+	p := tableProber{arp: map[string]probe.ARPResult{
+		"eth0 10.11.80.80": {Result: probe.Result{Success: true}, MACs: []net.HardwareAddr{mac}},
+		"eth0 10.11.80.11": {Result: probe.Result{Success: true}, MACs: []net.HardwareAddr{mac}},
+	}}
+	targets := Targets{
+		LoadBalancers: []LoadBalancer{{Namespace: "gateway", Service: "external", IPs: []netip.Addr{vip}, Holder: "k8s-nuc",
+			Ports: []Port{{Port: 443, Protocol: "TCP", Probe: ProbeNone}}}},
+		Nodes: []Node{{Name: "k8s-nuc", IP: node}},
+	}
+	tests := []struct {
+		name, nodeName, want string
+	}{
+		{"on the holder", "k8s-nuc", `
+# HELP loadbalancer_arp_skipped 1 when the ARP probe of the IP was not run, with the reason: holder_is_self (lbprobe runs on the node that holds the VIP, which cannot ARP its own VIP).
+# TYPE loadbalancer_arp_skipped gauge
+loadbalancer_arp_skipped{interface="eth0",ip="10.11.80.80",namespace="gateway",reason="holder_is_self",service="external"} 1
+`},
+		{"on another node", "k8s-opti-01", `
+# HELP loadbalancer_arp_holder_match 1 when the lease holder's MAC (from ARP of its InternalIP) alone answered ARP for the IP, else 0; absent when the holder's MAC is unknown.
+# TYPE loadbalancer_arp_holder_match gauge
+loadbalancer_arp_holder_match{ip="10.11.80.80",namespace="gateway",service="external"} 1
+# HELP loadbalancer_arp_reachable 1 when at least one host answered an ARP who-has for the IP on the interface in this scrape, else 0.
+# TYPE loadbalancer_arp_reachable gauge
+loadbalancer_arp_reachable{interface="eth0",ip="10.11.80.80",namespace="gateway",service="external"} 1
+`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := NewEngine(Options{Concurrency: 2, ProbeTimeout: time.Second, ARPInterfaces: regexp.MustCompile(`^eth0$`), NodeName: tc.nodeName},
+				p, nil, SourceFunc(func() Targets { return targets }))
+			r := e.Probe(t.Context(), time.Minute)
+			err := testutil.CollectAndCompare(r, strings.NewReader(tc.want),
+				"loadbalancer_arp_skipped", "loadbalancer_arp_holder_match", "loadbalancer_arp_reachable")
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
 }

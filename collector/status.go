@@ -34,8 +34,17 @@ type IPStatus struct {
 	Probed    bool // at least one port or ICMP probe ran for this IP
 	Ports     []PortStatus
 	ICMP      *probe.ICMPResult
-	ARP       []probe.ARPResult // one per interface probed
-	Route     *RouteStatus      // nil when the route check is off
+	ARP       []ARPStatus  // one per interface probed
+	Route     *RouteStatus // nil when the route check is off
+}
+
+// ARPStatus is the ARP probe of one IP on one interface. Nodes names the
+// node of each MAC in MACs ("" when unknown). HolderMatch is set when the
+// lease holder's MAC is known: true when the holder's MAC alone answered.
+type ARPStatus struct {
+	probe.ARPResult
+	Nodes       []string
+	HolderMatch *bool
 }
 
 // RouteStatus is the route the prober's host uses to reach an IP. Result
@@ -107,6 +116,7 @@ func (s HostnameStatus) Failing() bool {
 
 // LoadBalancers returns the status of every load balancer IP, in target order.
 func (r *RoundResult) LoadBalancers() []LoadBalancerStatus {
+	macs := r.nodeMACs()
 	out := make([]LoadBalancerStatus, len(r.Targets.LoadBalancers))
 	index := make([]map[netip.Addr]int, len(out))
 	for i, lb := range r.Targets.LoadBalancers {
@@ -138,7 +148,7 @@ func (r *RoundResult) LoadBalancers() []LoadBalancerStatus {
 				arp = *o.arp
 				arp.Interface = j.iface
 			}
-			st.ARP = append(st.ARP, arp)
+			st.ARP = append(st.ARP, r.arpStatus(arp, out[j.lb].Holder, macs))
 		case kindRoute:
 			rs := RouteStatus{Result: o.res}
 			if o.route != nil {
@@ -159,6 +169,40 @@ func (r *RoundResult) LoadBalancers() []LoadBalancerStatus {
 		}
 	}
 	return out
+}
+
+// nodeMACs maps, per interface, each node's MAC to its name and each node's
+// name to its MAC, from the ARP probes of the nodes' InternalIPs. A node
+// that did not answer, or that more than one MAC answered for, is left out.
+func (r *RoundResult) nodeMACs() map[string]map[string]string {
+	out := make(map[string]map[string]string)
+	for ji, j := range r.Jobs {
+		o := r.Outcomes[ji]
+		if j.kind != kindNodeARP || o.arp == nil || len(o.arp.MACs) != 1 {
+			continue
+		}
+		if out[j.iface] == nil {
+			out[j.iface] = make(map[string]string)
+		}
+		name, mac := r.Targets.Nodes[j.node].Name, o.arp.MACs[0].String()
+		out[j.iface]["mac "+mac] = name
+		out[j.iface]["node "+name] = mac
+	}
+	return out
+}
+
+// arpStatus names the responders of an ARP result and checks the holder.
+func (r *RoundResult) arpStatus(a probe.ARPResult, holder string, macs map[string]map[string]string) ARPStatus {
+	st := ARPStatus{ARPResult: a, Nodes: make([]string, len(a.MACs))}
+	byIface := macs[a.Interface]
+	for i, m := range a.MACs {
+		st.Nodes[i] = byIface["mac "+m.String()]
+	}
+	if holderMAC, ok := byIface["node "+holder]; ok && holder != "" && a.Reason != probe.ReasonHolderIsSelf {
+		match := len(a.MACs) == 1 && a.MACs[0].String() == holderMAC
+		st.HolderMatch = &match
+	}
+	return st
 }
 
 // Hostnames returns the DNS and TLS status of every hostname, in target order.

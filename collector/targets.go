@@ -32,6 +32,15 @@ type Targets struct {
 	LoadBalancers    []LoadBalancer
 	Hostnames        []Hostname
 	GatewayListeners []GatewayListener
+	// Nodes are the cluster's nodes: ARP of their InternalIPs names the
+	// MACs that answer for load balancer IPs, and finds the lease holder's.
+	Nodes []Node
+}
+
+// Node is a cluster node and the address it has on the LAN.
+type Node struct {
+	Name string
+	IP   netip.Addr
 }
 
 // Merge returns t followed by o.
@@ -40,6 +49,7 @@ func (t Targets) Merge(o Targets) Targets {
 		LoadBalancers:    append(append([]LoadBalancer(nil), t.LoadBalancers...), o.LoadBalancers...),
 		Hostnames:        append(append([]Hostname(nil), t.Hostnames...), o.Hostnames...),
 		GatewayListeners: append(append([]GatewayListener(nil), t.GatewayListeners...), o.GatewayListeners...),
+		Nodes:            append(append([]Node(nil), t.Nodes...), o.Nodes...),
 	}
 }
 
@@ -62,6 +72,9 @@ type LoadBalancer struct {
 	Ports     []Port
 	ICMP      bool   // also ping each IP (opt-in: Cilium does not answer echo on LB IPs by default)
 	Source    string // "static" or "kubernetes"
+	// Holder is the node that holds the L2 announcement lease ("" when
+	// unknown): its MAC should be the one answering ARP for the IPs.
+	Holder string
 }
 
 // Port is one port of a load balancer.
@@ -141,6 +154,7 @@ func (t Targets) dedupe() Targets {
 		h.TLS = checks
 		out.Hostnames = append(out.Hostnames, h)
 	}
+	out.Nodes = uniq(t.Nodes, func(n Node) string { return n.Name })
 	seenListener := make(map[GatewayListener]bool, len(t.GatewayListeners))
 	for _, l := range t.GatewayListeners {
 		if !seenListener[l] {

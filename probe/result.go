@@ -31,7 +31,8 @@ const (
 
 	// ReasonNotApplicable: the probe does not apply to the target (e.g.
 	// ARP for an IPv6 address).
-	ReasonWrongRoute    Reason = "wrong_route" // the route to the IP does not use the expected interface
+	ReasonWrongRoute    Reason = "wrong_route"    // the route to the IP does not use the expected interface
+	ReasonHolderIsSelf  Reason = "holder_is_self" // not probed: this host holds the VIP and cannot ARP it
 	ReasonNotApplicable Reason = "not_applicable"
 
 	// DNS verdicts that are failures (see DNSVerdict).

@@ -43,6 +43,7 @@ type flags struct {
 	arpInterface         string
 	routeCheck           bool
 	routeExpect          string
+	nodeName             string
 	kubeEnabled          string
 	kubeconfig           string
 	ciliumNamespace      string
@@ -74,6 +75,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("true").BoolVar(&f.routeCheck)
 	app.Flag("probe.route.expect-interface", "Regular expression the route's interface must match for loadbalancer_route_ok 1 (e.g. ^eth0$, so that a tailscale0 route shows); empty: any route is ok.").
 		Default("").StringVar(&f.routeExpect)
+	app.Flag("node.name", "The Kubernetes node lbprobe runs on (DaemonSet mode, from the downward API): ARP probes of the VIPs this node holds are skipped (a node cannot ARP its own VIP) and reported by loadbalancer_arp_skipped.").
+		Default("").Envar("NODE_NAME").StringVar(&f.nodeName)
 	app.Flag("kube.enabled", "Kubernetes discovery: auto (on when a Kubernetes config is found), true or false.").
 		Default("auto").EnumVar(&f.kubeEnabled, "auto", "true", "false")
 	app.Flag("kubeconfig", "Path of a kubeconfig (default: in-cluster config, else $KUBECONFIG or ~/.kube/config).").
@@ -183,7 +186,7 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		ProbeTimeout: f.probeTimeout,
 	}, nil, logger.With("component", "engine"), sources...)
 	engine.OnRoundDone(self.observeRound)
-	engine.SetL2Checks(optionalRegexp(f.arpInterface), f.routeCheck, optionalRegexp(f.routeExpect))
+	engine.SetL2Checks(optionalRegexp(f.arpInterface), f.routeCheck, optionalRegexp(f.routeExpect), f.nodeName)
 
 	configs := newConfigManager(f.configFile, f.probeTimeout, engine, static, self, logger.With("component", "config"))
 	configs.kube = disc

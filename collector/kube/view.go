@@ -3,6 +3,7 @@ package kube
 import (
 	"cmp"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -99,6 +100,24 @@ func (d *Discovery) Targets() collector.Targets {
 		return collector.Targets{}
 	}
 	t := d.snapshot(false).targets()
+	for i, lb := range t.LoadBalancers {
+		if l := d.leaseFor(lb.Namespace, lb.Service); l != nil && l.Spec.HolderIdentity != nil {
+			t.LoadBalancers[i].Holder = *l.Spec.HolderIdentity
+		}
+	}
+	nodes, _ := d.nodes.List(labels.Everything())
+	for _, n := range nodes {
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() {
+				t.Nodes = append(t.Nodes, collector.Node{Name: n.Name, IP: ip})
+				break
+			}
+		}
+	}
+	slices.SortFunc(t.Nodes, func(a, b collector.Node) int { return cmp.Compare(a.Name, b.Name) })
 	if tls := d.settings.Load().TLS; tls != (probe.TLSOptions{}) {
 		for i := range t.Hostnames {
 			for k := range t.Hostnames[i].TLS {
