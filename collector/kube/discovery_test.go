@@ -143,9 +143,9 @@ func TestTargetsSeed(t *testing.T) {
 	servers := []string{"10.11.80.53:53"}
 	want := collector.Targets{
 		LoadBalancers: []collector.LoadBalancer{
-			{Namespace: "apps", Service: "web", IPs: addrs("10.11.80.10"), ICMP: true, Source: "kubernetes", Ports: []collector.Port{
+			{Namespace: "apps", Service: "web", IPs: addrs("10.11.80.10"), ICMP: true, Source: "kubernetes", Holder: "node-a", Ports: []collector.Port{
 				{Port: 80, Protocol: "TCP", Probe: collector.ProbeTCP}, {Port: 443, Protocol: "TCP", Probe: collector.ProbeTCP}}},
-			{Namespace: "infra", Service: "k8s-gateway", IPs: addrs("10.11.80.53"), Source: "kubernetes", Ports: []collector.Port{
+			{Namespace: "infra", Service: "k8s-gateway", IPs: addrs("10.11.80.53"), Source: "kubernetes", Holder: "node-b", Ports: []collector.Port{
 				{Port: 53, Protocol: "UDP", Probe: collector.ProbeDNS}}},
 		},
 		Hostnames: []collector.Hostname{
