@@ -125,8 +125,8 @@ func TestUDPDNS(t *testing.T) {
 			if tt.wantReason != ReasonError && (len(res.Phases) != 1 || res.Phases[0].Name != "exchange") {
 				t.Errorf("Phases = %v, want one phase \"exchange\"", res.Phases)
 			}
-			if tt.timeout > 0 && res.Duration < tt.timeout {
-				t.Errorf("Duration = %v, want at least the deadline %v", res.Duration, tt.timeout)
+			if tt.timeout > 0 && time.Now().Before(deadline) {
+				t.Errorf("returned %v before the deadline (Duration %v)", time.Until(deadline), res.Duration)
 			}
 		})
 	}
