@@ -287,7 +287,8 @@ func (l *Lab) stop() {
 }
 
 // handleSignals tears the lab down on SIGINT or SIGTERM (t.Cleanup does not
-// run then) and raises the signal again.
+// run then: the process dies of the signal) and raises the signal again.
+// Child processes (lbprobe, kubecluster's servers) die with the process.
 func (l *Lab) handleSignals() {
 	ch := make(chan os.Signal, 1)
 	done := make(chan struct{})
@@ -308,8 +309,12 @@ func (l *Lab) handleSignals() {
 				}
 			}
 			fmt.Fprintf(os.Stderr, "lab: %v: deleted namespaces %v\n", sig, names)
+			// Die of the signal; if it is ignored (as in a background
+			// job of a non-interactive shell), exit anyway.
 			signal.Reset(sig)
 			_ = syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+			time.Sleep(time.Second)
+			os.Exit(128 + int(sig.(syscall.Signal)))
 		}
 	}()
 	l.stopSignal = func() {
