@@ -38,7 +38,8 @@ tools: ## build the pinned tools into the cache (first run only; the Kubernetes 
 	$(TOOL) k8s_gateway >/dev/null
 
 unit: build ## go test with the race detector
-	PROMTOOL=$$($(TOOL) promtool) LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe $(GO) test -race -count=1 ./...
+	PROMTOOL=$$($(TOOL) promtool) LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe LBPROBE_BIN=$(CURDIR)/$(BIN)/lbprobe \
+		$(GO) test -race -count=1 ./...
 
 lint: fmt-check vet staticcheck tidy-check ## static checks
 
