@@ -11,7 +11,7 @@ LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 IMAGE     ?= lbprobe:$(VERSION)
 
-.PHONY: all build run run-static test unit lint fmt vet staticcheck tidy-check bench tools docker clean help
+.PHONY: all build run run-static test deps unit lint fmt vet staticcheck tidy-check bench tools docker clean help
 
 all: build
 
@@ -29,7 +29,13 @@ run-static: build ## static targets only: loopback peers + lbprobe on examples/s
 	$(GO) build -o $(BIN)/demotargets ./hack/demotargets
 	hack/run-demo.sh
 
-test: tools lint unit ## every test: lint, unit, integration, end to end (installs what it needs)
+test: deps tools lint unit ## every test: lint, unit, integration, end to end (installs what it needs)
+
+deps: ## the Debian packages the tests use (ip, flock), installed when missing (needs root)
+	@missing=""; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v flock >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 
 tools: ## build the pinned tools into the cache (first run only; the Kubernetes binaries take minutes)
 	$(TOOL) staticcheck >/dev/null
