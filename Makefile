@@ -11,7 +11,7 @@ LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 IMAGE     ?= lbprobe:$(VERSION)
 
-.PHONY: all build run run-static test deps unit lint fmt vet staticcheck tidy-check bench tools docker clean help
+.PHONY: all build run run-static lab test deps unit lint fmt vet staticcheck tidy-check bench tools docker clean help
 
 all: build
 
@@ -24,6 +24,9 @@ build: ## build bin/lbprobe (static, version stamped)
 run: build ## the sandbox: a local API server seeded like the reference cluster, k8s_gateway, and lbprobe (Ctrl-C stops all)
 	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
 	$(BIN)/sandbox --lbprobe $(BIN)/lbprobe
+
+lab: build ## as root: the reference LAN in network namespaces and its scenarios, printing lbprobe's L2 series as they run
+	LBPROBE_LAB_SHOW=1 LBPROBE_BIN=$(CURDIR)/$(BIN)/lbprobe $(GO) test -count=1 -v -run 'TestReferenceLAN|TestScenarios' ./test/lab/
 
 run-static: build ## static targets only: loopback peers + lbprobe on examples/static.yml (no Kubernetes)
 	$(GO) build -o $(BIN)/demotargets ./hack/demotargets

@@ -146,12 +146,16 @@ func scrapeUntil(t *testing.T, lbp *lab.LBProbe, check func(exposition) error) e
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for n := 1; ; n++ {
-		e, err := parseExposition(scrape(t, lbp))
+		body := scrape(t, lbp)
+		e, err := parseExposition(body)
 		if err != nil {
 			t.Fatalf("parse lbprobe's exposition: %v", err)
 		}
 		if err = check(e); err == nil {
 			t.Logf("lbprobe's series as expected after %d scrape(s)", n)
+			if os.Getenv("LBPROBE_LAB_SHOW") != "" {
+				t.Logf("the L2 series of this scrape:\n%s", l2Series(body))
+			}
 			return e
 		}
 		if time.Now().After(deadline) {
@@ -457,4 +461,17 @@ func handleIn(t *testing.T, ns *netlab.Namespace) *netlink.Handle {
 		return nil
 	}
 	return h
+}
+
+// l2Series returns the lines of an exposition that `make lab` shows: what
+// the LAN sees of each load balancer IP.
+func l2Series(body string) string {
+	var out []string
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "loadbalancer_arp_") || strings.HasPrefix(line, "loadbalancer_route_") ||
+			strings.HasPrefix(line, "loadbalancer_reachable") || strings.HasPrefix(line, "loadbalancer_l2_lease_transitions") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
