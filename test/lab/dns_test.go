@@ -11,8 +11,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/lbprobe/lbprobe/test/kubecluster"
-	"github.com/lbprobe/lbprobe/test/lab"
 	"github.com/lbprobe/lbprobe/test/seed"
 	"github.com/lbprobe/lbprobe/test/targets"
 )
@@ -22,19 +20,8 @@ import (
 // internal Gateway's IP). lbprobe, probing from the router, reports
 // wrong_address for it and correct for the hostname answered right.
 func TestWrongDNSAnswer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the lab needs root (network namespaces); CI runs as root")
-	}
-	c := kubecluster.Get(t)
-	addrs := seed.Reference()
-	sc, err := seed.New(c.RESTConfig(), addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sc.Seed(t.Context(), seed.ReferencePorts()); err != nil {
-		t.Fatal(err)
-	}
-	l := lab.Start(t, lab.Options{RESTConfig: c.RESTConfig()})
+	_, l := seededLab(t)
+	addrs := l.Addrs
 
 	// The DNS server runs on a node's own address (its kernel answers ARP
 	// for it), its socket created inside the node's namespace.

@@ -84,16 +84,15 @@ func macs(r probe.ARPResult) []string {
 	return s
 }
 
-// TestReferenceLAN builds the lab over the seeded reference cluster and
-// probes it from the router: the lease holder answers ARP and serves TCP;
-// a holder that keeps renewing but stops answering shows as an ARP timeout.
-func TestReferenceLAN(t *testing.T) {
+// seededLab seeds the reference cluster into the shared API server and
+// starts the lab over it; it skips without root.
+func seededLab(t *testing.T) (*seed.Cluster, *lab.Lab) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the lab needs root (network namespaces); CI runs as root")
 	}
 	c := kubecluster.Get(t)
-	addrs := seed.Reference()
-	sc, err := seed.New(c.RESTConfig(), addrs)
+	sc, err := seed.New(c.RESTConfig(), seed.Reference())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +102,18 @@ func TestReferenceLAN(t *testing.T) {
 	begin := time.Now()
 	l := lab.Start(t, lab.Options{RESTConfig: c.RESTConfig()})
 	t.Logf("lab up in %s", time.Since(begin).Round(time.Millisecond))
+	return sc, l
+}
+
+// TestReferenceLAN builds the lab over the seeded reference cluster and
+// probes it from the router: the lease holder answers ARP and serves TCP;
+// a holder that keeps renewing but stops answering shows as an ARP timeout.
+func TestReferenceLAN(t *testing.T) {
+	sc, l := seededLab(t)
+	addrs := l.Addrs
 	nuc := l.Node(seed.NodeNames[0])
 	opti1 := l.Node(seed.NodeNames[1])
-	begin = time.Now()
+	begin := time.Now()
 	lbp := l.StartLBProbe(t, l.Router, "--probe.timeout=2s")
 	t.Logf("lbprobe ready in %s", time.Since(begin).Round(time.Millisecond))
 

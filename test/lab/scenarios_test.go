@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/lbprobe/lbprobe/test/kubecluster"
 	"github.com/lbprobe/lbprobe/test/lab"
 	"github.com/lbprobe/lbprobe/test/netlab"
 	"github.com/lbprobe/lbprobe/test/seed"
@@ -243,23 +242,12 @@ func responders(e exposition, svc string, ip netip.Addr, nodes ...*lab.Node) err
 // nodes answering ARP, no node answering, and a route to a load balancer IP
 // through a tailscale0 link instead of the LAN.
 func TestScenarios(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the lab needs root (network namespaces); CI runs as root")
-	}
-	c := kubecluster.Get(t)
-	addrs := seed.Reference()
-	sc, err := seed.New(c.RESTConfig(), addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sc.Seed(t.Context(), seed.ReferencePorts()); err != nil {
-		t.Fatal(err)
-	}
+	begin := time.Now()
+	sc, l := seededLab(t)
+	addrs := l.Addrs
 	if err := sc.Namespace(t.Context(), scenarioNS); err != nil {
 		t.Fatal(err)
 	}
-	begin := time.Now()
-	l := lab.Start(t, lab.Options{RESTConfig: c.RESTConfig()})
 	lbp := l.StartLBProbe(t, l.Router, "--probe.timeout=2s", "--probe.route.expect-interface=^"+lab.Interface+"$")
 	t.Logf("lab and lbprobe ready in %s", time.Since(begin).Round(time.Millisecond))
 	nuc, opti1, opti2 := l.Node(seed.NodeNames[0]), l.Node(seed.NodeNames[1]), l.Node(seed.NodeNames[2])
