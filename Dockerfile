@@ -9,11 +9,13 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 ARG REVISION=unknown
+ARG BRANCH=unknown
 # The same static build as `make build`.
 RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w \
         -X github.com/prometheus/common/version.Version=${VERSION} \
         -X github.com/prometheus/common/version.Revision=${REVISION} \
+        -X github.com/prometheus/common/version.Branch=${BRANCH} \
         -X github.com/prometheus/common/version.BuildUser=docker" \
       -o /out/lbprobe ./cmd/lbprobe
 

@@ -11,7 +11,7 @@ LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 IMAGE     ?= lbprobe:$(VERSION)
 
-.PHONY: all build run run-static lab test deps unit lint fmt vet staticcheck tidy-check bench tools docker clean help
+.PHONY: all build run run-static lab test deps unit lint fmt vet staticcheck tidy-check bench tools docker clean help mixin
 
 all: build
 
@@ -26,7 +26,7 @@ run: build ## the sandbox: a local API server seeded like the reference cluster,
 	$(BIN)/sandbox --lbprobe $(BIN)/lbprobe
 
 lab: build ## as root: the reference LAN in network namespaces and its scenarios, printing lbprobe's L2 series as they run
-	LBPROBE_LAB_SHOW=1 LBPROBE_BIN=$(CURDIR)/$(BIN)/lbprobe $(GO) test -count=1 -v -run 'TestReferenceLAN|TestScenarios|TestWrongDNSAnswer' ./test/lab/
+	LBPROBE_LAB_SHOW=1 LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe $(GO) test -count=1 -v -run 'TestReferenceLAN|TestScenarios|TestWrongDNSAnswer' ./test/lab/
 
 run-static: build ## static targets only: loopback peers + lbprobe on examples/static.yml (no Kubernetes)
 	$(GO) build -o $(BIN)/demotargets ./hack/demotargets
@@ -43,11 +43,13 @@ deps: ## the Debian packages the tests use (ip, flock), installed when missing (
 tools: ## build the pinned tools into the cache (first run only; the Kubernetes binaries take minutes)
 	$(TOOL) staticcheck >/dev/null
 	$(TOOL) promtool >/dev/null
+	$(TOOL) prometheus >/dev/null
+	$(TOOL) jsonnet >/dev/null
 	$(TOOL) kube-apiserver >/dev/null
 	$(TOOL) k8s_gateway >/dev/null
 
 unit: build ## go test with the race detector
-	PROMTOOL=$$($(TOOL) promtool) LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe LBPROBE_BIN=$(CURDIR)/$(BIN)/lbprobe \
+	PROMTOOL=$$($(TOOL) promtool) LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe \
 		$(GO) test -race -count=1 ./...
 
 lint: fmt-check vet staticcheck tidy-check ## static checks
@@ -73,11 +75,15 @@ tidy-check: ## go.mod and go.sum are tidy
 		cp $(BIN)/.go.mod.bak go.mod; cp $(BIN)/.go.sum.bak go.sum; \
 		echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; fi
 
+mixin: ## format the jsonnet mixin and regenerate mixin/generated and the PrometheusRule (commit the result)
+	$$($(TOOL) jsonnetfmt) -i $$(find mixin -name '*.jsonnet' -o -name '*.libsonnet')
+	hack/mixin.sh
+
 bench: ## benchmarks: probes, a round over 1,000 and 10,000 loopback targets
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 docker: ## build the container image (needs a Docker engine)
-	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg BRANCH=$(BRANCH) -t $(IMAGE) .
 
 clean:
 	rm -rf $(BIN)

@@ -19,41 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbprobe/lbprobe/test/lbprobebin"
 	"github.com/lbprobe/lbprobe/test/targets"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
-
-// binary returns the lbprobe binary under test: $LBPROBE_BINARY (what
-// `make test` builds, the same way as the Dockerfile) or a fresh build.
-func binary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("LBPROBE_BINARY"); b != "" {
-		return b
-	}
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "lbprobe-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "lbprobe")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
 
 // lbprobe is a running lbprobe process.
 type lbprobe struct {
@@ -85,7 +55,7 @@ var listeningRe = regexp.MustCompile(`msg=listening address=(\S+)`)
 func start(t *testing.T, args ...string) *lbprobe {
 	t.Helper()
 	args = append([]string{"--web.listen-address=127.0.0.1:0", "--log.level=debug", "--kube.enabled=false"}, args...)
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(lbprobebin.Path(t), args...)
 	stderrPipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -434,7 +404,7 @@ func TestConfigCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 			var stdout, stderr bytes.Buffer
-			cmd := exec.Command(binary(t), "--config.check", "--config.file="+file)
+			cmd := exec.Command(lbprobebin.Path(t), "--config.check", "--config.file="+file)
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err = cmd.Run()
 			if code := cmd.ProcessState.ExitCode(); code != 1 {
@@ -446,7 +416,7 @@ func TestConfigCheck(t *testing.T) {
 		})
 	}
 	t.Run("valid example", func(t *testing.T) {
-		out, err := exec.Command(binary(t), "--config.check", "--config.file="+filepath.Join("..", "..", "examples", "static.yml")).CombinedOutput()
+		out, err := exec.Command(lbprobebin.Path(t), "--config.check", "--config.file="+filepath.Join("..", "..", "examples", "static.yml")).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "valid") {
 			t.Errorf("examples/static.yml: %v\n%s", err, out)
 		}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,12 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbprobe/lbprobe/test/lbprobebin"
 	"github.com/lbprobe/lbprobe/test/netlab"
 )
-
-// LBProbeEnv names an environment variable holding the path of a built
-// lbprobe binary; unset, [Lab.StartLBProbe] builds ./cmd/lbprobe.
-const LBProbeEnv = "LBPROBE_BIN"
 
 // lbprobeListen is where lbprobe listens: loopback of the namespace it
 // runs in.
@@ -40,7 +36,7 @@ type LBProbe struct {
 // ends; its log is written to t on failure.
 func (l *Lab) StartLBProbe(t testing.TB, ns *netlab.Namespace, args ...string) *LBProbe {
 	t.Helper()
-	bin := lbprobeBinary(t)
+	bin := lbprobebin.Path(t)
 	dir := t.TempDir()
 	kc := filepath.Join(dir, "kubeconfig")
 	if err := l.WriteKubeconfig(kc); err != nil {
@@ -118,43 +114,6 @@ func (p *LBProbe) get(ctx context.Context, path string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
-}
-
-var buildOnce struct {
-	sync.Once
-	path string
-	err  error
-}
-
-// lbprobeBinary returns $LBPROBE_BIN, or builds ./cmd/lbprobe once per
-// test process into the user's cache folder (go build's cache makes a
-// rebuild quick).
-func lbprobeBinary(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv(LBProbeEnv); p != "" {
-		return p
-	}
-	buildOnce.Do(func() {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			buildOnce.err = err
-			return
-		}
-		dir := filepath.Join(cache, "lbprobe-lab")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			buildOnce.err = err
-			return
-		}
-		buildOnce.path = filepath.Join(dir, "lbprobe")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, "github.com/lbprobe/lbprobe/cmd/lbprobe").CombinedOutput()
-		if err != nil {
-			buildOnce.err = fmt.Errorf("go build ./cmd/lbprobe: %w\n%s", err, out)
-		}
-	})
-	if buildOnce.err != nil {
-		t.Fatalf("lab: %v", buildOnce.err)
-	}
-	return buildOnce.path
 }
 
 // syncBuffer is a strings.Builder safe for concurrent writes.

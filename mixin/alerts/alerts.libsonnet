@@ -1,0 +1,324 @@
+local promql = import '../lib/promql.libsonnet';
+
+// The alerts. Every alert has severity, summary, description and runbook_url (docs/runbook.md has a
+// section per alert); thresholds, `for` durations and severities come from _config.
+{
+  prometheusAlerts+:: {
+    local c = $._config,
+    local sel = c.lbprobeSelector,
+    local cl = c.clusterLabel,
+    local ns = c.ciliumNamespace,
+    // Labels of one lbprobe instance's series of one thing (a join between a prober's own series).
+    local same(extra) = promql.labels([cl] + c.instanceLabels + extra),
+    // Labels of one Kubernetes object: state series are the same from every lbprobe instance.
+    local obj(extra) = promql.labels([cl] + extra),
+    local svc = obj(['namespace', 'service']),
+
+    local lease = 'cilium-l2announce-{{ $labels.namespace }}-{{ $labels.service }}',
+
+    // A label of the first series a template query returns, for descriptions: the alert's own
+    // labels stay stable (its `for` keeps running) while a failure reason, an answer or the lease
+    // holder changes. The query matches the alert's labels named in `matchers` and the cluster.
+    //   none:   printed when the query returns nothing;
+    //   empty:  printed when the label is empty (null: print it as it is);
+    //   wrap:   applied to the selector, e.g. 'bottomk(1, %s)'.
+    local queryLabel(metric, matchers, label, none='unknown', empty=null, prefix='', wrap='%s') =
+      local all = [cl] + matchers;
+      local selector = '%(metric)s{%(sel)s,%(matchers)s}' % {
+        metric: metric,
+        sel: sel,
+        matchers: std.join(',', ['%s="%%s"' % m for m in all]),
+      };
+      '{{ with printf `%(query)s` %(args)s | query }}{{ with first . }}%(prefix)s%(value)s{{ end }}{{ else }}%(none)s{{ end }}' % {
+        query: wrap % selector,
+        args: std.join(' ', ['$labels.%s' % m for m in all]),
+        prefix: prefix,
+        value: if empty == null then '{{ .Labels.%s }}' % label else '{{ or .Labels.%s "%s" }}' % [label, empty],
+        none: none,
+      },
+    // The Service's current L2 lease holder (the freshest lease), for descriptions.
+    local holderText = queryLabel('loadbalancer_l2_lease_renew_age_seconds', ['namespace', 'service'], 'holder', none='nobody (no lease)', prefix='node ', wrap='bottomk(1, %s)'),
+    // The DNS check's series: a hostname can be checked for several routes (source, namespace, name).
+    local dnsCheck = ['server', 'hostname', 'source', 'namespace', 'name', 'instance'],
+    local tlsCheck = ['hostname', 'ip', 'port', 'source', 'namespace', 'name', 'instance'],
+
+    local alert(name, key, expr, summary, description) = {
+      alert: name,
+      // Multi-line expressions end in a newline: YAML renders them as a block.
+      expr: local e = std.rstripChars(expr, '\n'); if std.member(e, '\n') then e + '\n' else e,
+      [if c['for'][key] != '0m' then 'for']: c['for'][key],
+      labels: { severity: c.severity[key] },
+      annotations: {
+        summary: summary,
+        description: description,
+        runbook_url: c.runbookURLPattern % std.asciiLower(name),
+      },
+    },
+
+    groups+: [
+      {
+        name: 'lbprobe-loadbalancer',
+        rules: [
+          alert(
+            'LoadBalancerUnreachable',
+            'loadBalancerUnreachable',
+            'loadbalancer_reachable{%s} == 0' % sel,
+            'LoadBalancer IP {{ $labels.ip }} of {{ $labels.namespace }}/{{ $labels.service }} is unreachable.',
+            "None of the probed ports of {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) has answered {{ $labels.instance }} for %s. The L2 lease holder is %s. First check that the IP is announced (LoadBalancerNotAnnounced, LoadBalancerARPNoReply), then the Service's endpoints." % [c['for'].loadBalancerUnreachable, holderText],
+          ),
+          alert(
+            'LoadBalancerPortUnreachable',
+            'loadBalancerPortUnreachable',
+            |||
+              (loadbalancer_port_reachable{%(sel)s} == 0)
+              unless on (%(on)s)
+              (loadbalancer_reachable{%(sel)s} == 0)
+            ||| % { sel: sel, on: same(['namespace', 'service', 'ip']) },
+            'Port {{ $labels.port }}/{{ $labels.protocol }} of {{ $labels.ip }} ({{ $labels.namespace }}/{{ $labels.service }}) is unreachable.',
+            '{{ $labels.instance }} cannot reach port {{ $labels.port }}/{{ $labels.protocol }} of {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}): %s, while other ports of the IP answer. refused: nothing listens behind it (endpoints, targetPort, the Gateway listener); timeout: something drops it (a NetworkPolicy, a firewall).' % queryLabel('loadbalancer_probe_failure_info', ['namespace', 'service', 'ip', 'port', 'protocol', 'instance'], 'reason'),
+          ),
+          alert(
+            'LoadBalancerIPPending',
+            'loadBalancerIPPending',
+            'max by (%s) (loadbalancer_ip_assigned{%s}) == 0' % [svc, sel],
+            'LoadBalancer Service {{ $labels.namespace }}/{{ $labels.service }} has no IP.',
+            "Service {{ $labels.namespace }}/{{ $labels.service }} of type LoadBalancer has had no ingress IP for %s: LB-IPAM assigned none. A pool is exhausted (LBPoolExhausted) or in conflict (LBPoolConflict), or no pool's serviceSelector matches the Service. Run: kubectl -n {{ $labels.namespace }} describe service {{ $labels.service }}; kubectl get ciliumloadbalancerippools." % c['for'].loadBalancerIPPending,
+          ),
+          alert(
+            'LoadBalancerRouteUnexpected',
+            'loadBalancerRouteUnexpected',
+            promql.withInfo('loadbalancer_route_ok{%s} == 0' % sel, same(['namespace', 'service', 'ip']), 'loadbalancer_route_info{%s}' % sel, 'interface, gateway'),
+            '{{ $labels.instance }} routes {{ $labels.ip }} through an unexpected interface.',
+            '{{ $labels.instance }} routes {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) through {{ with $labels.interface }}interface {{ . }}{{ else }}no interface{{ end }}{{ with $labels.gateway }} via {{ . }}{{ end }}, not the expected LAN interface, so its probes test that path (a Tailscale subnet route, a VPN) instead of the LAN. On that host run: ip route get {{ $labels.ip }}; remove the overlapping route (tailscale up --accept-routes=false).',
+          ),
+        ],
+      },
+      {
+        name: 'lbprobe-l2',
+        rules: [
+          alert(
+            'LoadBalancerNotAnnounced',
+            'loadBalancerNotAnnounced',
+            'max by (%s) (loadbalancer_l2_announced{%s}) == 0' % [obj(['namespace', 'service', 'ip']), sel],
+            'LoadBalancer IP {{ $labels.ip }} of {{ $labels.namespace }}/{{ $labels.service }} is not announced.',
+            'Service {{ $labels.namespace }}/{{ $labels.service }} has IP {{ $labels.ip }} and a CiliumL2AnnouncementPolicy selects it, but no node holds a live lease %(lease)s in %(ns)s: nothing answers ARP for {{ $labels.ip }} and the LAN cannot reach it. Often the policy was created after the Service. Delete the lease (kubectl -n %(ns)s delete lease %(lease)s) or restart the Cilium agents so that they elect a holder.' % { lease: lease, ns: ns },
+          ),
+          alert(
+            'LoadBalancerNoL2Policy',
+            'loadBalancerNoL2Policy',
+            |||
+              max by (%(svc)s) (loadbalancer_l2_policies{%(sel)s}) == 0
+              and
+              max by (%(svc)s) (loadbalancer_ip_assigned{%(sel)s}) == 1
+            ||| % { svc: svc, sel: sel },
+            'No L2 announcement policy selects {{ $labels.namespace }}/{{ $labels.service }}.',
+            "Service {{ $labels.namespace }}/{{ $labels.service }} has a LoadBalancer IP but no CiliumL2AnnouncementPolicy selects it (serviceSelector, loadBalancerIPs: true), so no node announces it on the LAN. Compare the policies' serviceSelector with the Service's labels: kubectl get ciliuml2announcementpolicies -o yaml.",
+          ),
+          alert(
+            'LoadBalancerL2LeaseExpired',
+            'loadBalancerL2LeaseExpired',
+            |||
+              max by (%(lease)s) (loadbalancer_l2_lease_renew_age_seconds{%(sel)s})
+              and
+              max by (%(lease)s) (loadbalancer_l2_lease_expired{%(sel)s}) == 1
+            ||| % { lease: obj(['namespace', 'service', 'lease', 'holder']), sel: sel },
+            'L2 lease {{ $labels.lease }} has expired.',
+            'Node {{ $labels.holder }} holds lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) but last renewed it {{ $value | humanizeDuration }} ago, longer than its duration, and no other node took it over: the IP is announced, if at all, by an agent that stopped working. Check the Cilium agent on {{ $labels.holder }}; delete the stale lease to force an election: kubectl -n %s delete lease {{ $labels.lease }}.' % ns,
+          ),
+          alert(
+            'LoadBalancerL2LeaseHolderNotReady',
+            'loadBalancerL2LeaseHolderNotReady',
+            'max by (%s) (loadbalancer_l2_lease_holder_ready{%s}) == 0' % [obj(['namespace', 'service', 'lease', 'holder']), sel],
+            'L2 lease {{ $labels.lease }} is held by node {{ $labels.holder }}, which is not Ready.',
+            'Lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) is held by node {{ $labels.holder }}, whose Ready condition is not True. Its agent may still renew the lease while the node cannot serve. Check the node (kubectl describe node {{ $labels.holder }}); cordon it and delete the lease to move the IP: kubectl -n %s delete lease {{ $labels.lease }}.' % ns,
+          ),
+          alert(
+            'LoadBalancerL2LeaseFlapping',
+            'loadBalancerL2LeaseFlapping',
+            'changes(namespace_service_lease:loadbalancer_l2_lease_transitions:max[%s]) >= %d' % [c.leaseFlapWindow, c.leaseFlapTransitions],
+            'L2 lease {{ $labels.lease }} keeps changing holder.',
+            'Lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) changed {{ $value }} times in %s. Each takeover moves the IP to another MAC and breaks open connections. Look for agents that restart or lose the API server (cilium-agent logs, node pressure), and consider longer l2announcements lease durations.' % c.leaseFlapWindow,
+          ),
+          alert(
+            'LoadBalancerARPNoReply',
+            'loadBalancerARPNoReply',
+            'loadbalancer_arp_reachable{%s} == 0' % sel,
+            'Nobody answers ARP for {{ $labels.ip }} on {{ $labels.interface }}.',
+            "No host on {{ $labels.interface }} answered an ARP who-has for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) from {{ $labels.instance }} for %s. The lease holder is %s: when it holds the lease but does not answer, its L2 announcer is stuck or the policy's interfaces do not match its NIC. Delete the lease to force a new election: kubectl -n %s delete lease %s." % [c['for'].loadBalancerARPNoReply, holderText, ns, lease],
+          ),
+          alert(
+            'LoadBalancerARPSplitBrain',
+            'loadBalancerARPSplitBrain',
+            'loadbalancer_arp_responders{%s} > 1' % sel,
+            '{{ $value }} hosts answer ARP for {{ $labels.ip }}.',
+            '{{ $value }} different MAC addresses answer ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) on {{ $labels.interface }}, seen from {{ $labels.instance }}: clients reach whichever answered last. loadbalancer_arp_responder_info names the MACs and their nodes. Another host uses an address of the pool, or an agent that lost the lease still announces it: restart that agent.',
+          ),
+          alert(
+            'LoadBalancerARPHolderMismatch',
+            'loadBalancerARPHolderMismatch',
+            // Responders per IP over every interface: a MAC on one interface and none on another
+            // is still one answer.
+            |||
+              (loadbalancer_arp_holder_match{%(sel)s} == 0)
+              unless on (%(on)s)
+              (max by (%(on)s) (loadbalancer_arp_responders{%(sel)s}) != 1)
+            ||| % { sel: sel, on: same(['namespace', 'service', 'ip']) },
+            '{{ $labels.ip }} is answered by a node that does not hold its lease.',
+            'The only MAC that answers ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) is not the MAC of the lease holder, %s (loadbalancer_arp_responder_info names who answers). The node that lost the lease still announces the IP, or another host took it. Restart the Cilium agent on the answering node.' % holderText,
+          ),
+        ],
+      },
+      {
+        name: 'lbprobe-gateway',
+        rules: [
+          alert(
+            'GatewayDNSAnswerIncorrect',
+            'gatewayDNSAnswerIncorrect',
+            |||
+              (gateway_dns_answer_correct{%(sel)s} == 0)
+              unless on (%(server)s)
+              (
+                count by (%(server)s) (gateway_dns_answer_result{%(sel)s,result=~"timeout|refused|servfail|error"})
+                == count by (%(server)s) (gateway_dns_answer_result{%(sel)s})
+              )
+            ||| % { sel: sel, server: same(['server']) },
+            'DNS server {{ $labels.server }} answers {{ $labels.hostname }} incorrectly.',
+            'DNS server {{ $labels.server }} answered {{ $labels.hostname }} with %s (result %s), expected %s, for %s, seen from {{ $labels.instance }}. wrong_address: the route is attached to another Gateway than k8s_gateway answers for, or two Gateways claim the hostname; nxdomain: k8s_gateway does not see the route (parentRefs, the route is not Accepted, its zone); timeout or servfail: the server itself. Compare: dig @{{ reReplaceAll `^\\[?(.*?)\\]?:[0-9]+$` "$1" $labels.server }} -p {{ reReplaceAll `^.*:` "" $labels.server }} {{ $labels.hostname }}.' % [
+              queryLabel('gateway_dns_answer_info', dnsCheck, 'answer', empty='no address'),
+              queryLabel('gateway_dns_answer_result', dnsCheck, 'result'),
+              queryLabel('gateway_dns_answer_info', dnsCheck, 'expected'),
+              c['for'].gatewayDNSAnswerIncorrect,
+            ],
+          ),
+          alert(
+            'GatewayDNSServerDown',
+            'gatewayDNSServerDown',
+            |||
+              count by (%(server)s) (count by (%(server)s, hostname) (gateway_dns_answer_result{%(sel)s,result=~"timeout|refused|servfail|error"}))
+              == count by (%(server)s) (count by (%(server)s, hostname) (gateway_dns_answer_result{%(sel)s}))
+            ||| % { sel: sel, server: same(['server']) },
+            'DNS server {{ $labels.server }} answers none of the Gateway hostnames.',
+            'DNS server {{ $labels.server }} has not answered any of the {{ $value }} hostnames that {{ $labels.instance }} checks on it (timeout, REFUSED, SERVFAIL) for %s: every route hostname fails for clients that use it. If it is k8s_gateway: check its pod and log (SERVFAIL usually means it has not synced the Gateway API resources: RBAC, or a route version the cluster does not serve). If it is the router: check the override that forwards the domain to k8s_gateway.' % c['for'].gatewayDNSServerDown,
+          ),
+          alert(
+            'GatewayDNSHostnameConflict',
+            'gatewayDNSHostnameConflict',
+            'max by (%s) (gateway_dns_conflict{%s}) == 1' % [obj(['hostname']), sel],
+            'Routes on different Gateways claim {{ $labels.hostname }}.',
+            'HTTPRoutes attached to different Gateways claim {{ $labels.hostname }}, so k8s_gateway answers with the addresses of all of them and clients land on either Gateway. gateway_dns_hostname_claim_info lists the routes; keep the hostname on one Gateway.',
+          ),
+          alert(
+            'GatewayNotProgrammed',
+            'gatewayNotProgrammed',
+            'max by (%s) (gateway_programmed{%s}) == 0' % [obj(['namespace', 'gateway']), sel],
+            'Gateway {{ $labels.namespace }}/{{ $labels.gateway }} is not programmed.',
+            'The Programmed condition of Gateway {{ $labels.namespace }}/{{ $labels.gateway }} has not been True for %s: its controller has not set it up (no address, an invalid listener, the GatewayClass is not accepted). Run: kubectl -n {{ $labels.namespace }} describe gateway {{ $labels.gateway }}.' % c['for'].gatewayNotProgrammed,
+          ),
+          alert(
+            'GatewayAddressMismatch',
+            'gatewayAddressMismatch',
+            'max by (%s) (gateway_address_mismatch{%s}) == 1' % [obj(['namespace', 'gateway']), sel],
+            'Gateway {{ $labels.namespace }}/{{ $labels.gateway }} did not get the address it asks for.',
+            'The status addresses of Gateway {{ $labels.namespace }}/{{ $labels.gateway }} differ from its spec.addresses: LB-IPAM could not give it the requested IP (taken, outside every pool), so DNS records and firewall rules that use the requested IP miss it. gateway_info shows the address it has.',
+          ),
+          alert(
+            'GatewayListenerUnreachable',
+            'gatewayListenerUnreachable',
+            'gateway_listener_reachable{%s} == 0' % sel,
+            'Listener {{ $labels.listener }} of Gateway {{ $labels.namespace }}/{{ $labels.gateway }} is unreachable.',
+            "{{ $labels.instance }} cannot connect to listener {{ $labels.listener }} of Gateway {{ $labels.namespace }}/{{ $labels.gateway }} on {{ $labels.address }}:{{ $labels.port }} (%s) for %s. Every route on that listener is down from there. Check the Gateway's LoadBalancer Service, its announcement, and the Envoy pods." % [
+              queryLabel('gateway_listener_failure_info', ['namespace', 'gateway', 'listener', 'address', 'port', 'instance'], 'reason'),
+              c['for'].gatewayListenerUnreachable,
+            ],
+          ),
+          alert(
+            'GatewayTLSCertExpiringSoon',
+            'gatewayTLSCertExpiringSoon',
+            'gateway_tls_cert_not_after_timestamp_seconds{%s} - time() < %d * 86400' % [sel, c.tlsCertExpiryDays],
+            'The certificate for {{ $labels.hostname }} expires soon.',
+            'The certificate that {{ $labels.ip }}:{{ $labels.port }} serves for {{ $labels.hostname }} expires in {{ $value | humanizeDuration }} (negative: it has expired), less than %d days. Check the cert-manager Certificate behind the Gateway listener (kubectl get certificate -A; kubectl describe certificaterequest) and its ACME challenge.' % c.tlsCertExpiryDays,
+          ),
+          alert(
+            'GatewayTLSHandshakeFailing',
+            'gatewayTLSHandshakeFailing',
+            'gateway_tls_handshake_success{%s} == 0' % sel,
+            'TLS handshakes for {{ $labels.hostname }} on {{ $labels.ip }}:{{ $labels.port }} fail.',
+            "A TLS handshake with SNI {{ $labels.hostname }} on {{ $labels.ip }}:{{ $labels.port }} has failed for %s (%s), seen from {{ $labels.instance }}. The listener has no certificate for that hostname (its Secret is missing or invalid), or nothing serves TLS there. Check the Gateway listener's certificateRefs and their Secrets." % [
+              c['for'].gatewayTLSHandshakeFailing,
+              queryLabel('gateway_tls_failure_info', tlsCheck, 'reason'),
+            ],
+          ),
+          alert(
+            'GatewayTLSCertInvalid',
+            'gatewayTLSCertInvalid',
+            |||
+              (gateway_tls_cert_verified{%(sel)s} == 0)
+              and on (%(on)s)
+              (gateway_tls_handshake_success{%(sel)s} == 1)
+            ||| % { sel: sel, on: same(['hostname', 'ip', 'port', 'source', 'namespace', 'name']) },
+            'The certificate for {{ $labels.hostname }} on {{ $labels.ip }}:{{ $labels.port }} does not verify.',
+            "The certificate served for {{ $labels.hostname }} on {{ $labels.ip }}:{{ $labels.port }} does not verify (%s): clients reject it. cert_hostname_mismatch: the listener serves another hostname's certificate; cert_untrusted: a self-signed or staging certificate; cert_expired: see GatewayTLSCertExpiringSoon." % queryLabel('gateway_tls_failure_info', tlsCheck, 'reason'),
+          ),
+        ],
+      },
+      {
+        name: 'lbprobe-pool',
+        rules: [
+          alert(
+            'LBPoolExhausted',
+            'lbPoolExhausted',
+            |||
+              max by (%(pool)s) (loadbalancer_pool_ips{%(sel)s,state="available"}) <= %(threshold)d
+              and
+              max by (%(pool)s) (loadbalancer_pool_ips{%(sel)s,state="total"}) > 0
+              unless
+              max by (%(pool)s) (loadbalancer_pool_disabled{%(sel)s}) == 1
+            ||| % { pool: obj(['pool']), sel: sel, threshold: c.poolAvailableIPsThreshold },
+            'LB IP pool {{ $labels.pool }} is exhausted.',
+            'CiliumLoadBalancerIPPool {{ $labels.pool }} has {{ $value }} IPs available: new LoadBalancer Services it selects stay pending (LoadBalancerIPPending). Add a block to the pool, or free IPs held by Services nobody uses: kubectl get svc -A --field-selector spec.type=LoadBalancer.',
+          ),
+          alert(
+            'LBPoolConflict',
+            'lbPoolConflict',
+            'max by (%s) (loadbalancer_pool_conflict{%s}) == 1' % [obj(['pool']), sel],
+            'LB IP pool {{ $labels.pool }} overlaps another pool.',
+            'CiliumLoadBalancerIPPool {{ $labels.pool }} has the condition cilium.io/PoolConflict: it overlaps another pool, and Cilium allocates nothing from it. Remove the overlap (kubectl get ciliumloadbalancerippools -o yaml), then check LoadBalancerIPPending.',
+          ),
+        ],
+      },
+      {
+        name: 'lbprobe-self',
+        rules: [
+          alert(
+            'LBProbeDown',
+            'lbProbeDown',
+            'up{%(sel)s} == 0 or absent(up{%(sel)s})' % { sel: sel },
+            'lbprobe is down or not scraped.',
+            'Prometheus has not scraped lbprobe {{ with $labels.instance }}{{ . }}{{ else }}(no target at all){{ end }} for %s: every other lbprobe alert is blind. Check the pod or host, the ServiceMonitor, and the NetworkPolicy that lets Prometheus in.' % c['for'].lbProbeDown,
+          ),
+          alert(
+            'LBProbeKubernetesNotSynced',
+            'lbProbeKubernetesNotSynced',
+            'lbprobe_kubernetes_synced{%s} == 0' % sel,
+            'lbprobe {{ $labels.instance }} has lost its view of {{ $labels.resource }}.',
+            'lbprobe {{ $labels.instance }} has not been in sync with the Kubernetes API for {{ $labels.resource }} for %s: the API server does not answer its health checks, or its watch fails (RBAC: lbprobe_kubernetes_watch_errors_total and its log). It serves the last state it saw, so targets and state series may be stale.' % c['for'].lbProbeKubernetesNotSynced,
+          ),
+          alert(
+            'LBProbeScrapeSlow',
+            'lbProbeScrapeSlow',
+            'lbprobe_scrape_duration_seconds{%(sel)s} / lbprobe_probe_timeout_seconds{%(sel)s} > %(ratio)g' % { sel: sel, ratio: c.scrapeSlowRatio },
+            'lbprobe {{ $labels.instance }} scrapes come close to their timeout.',
+            'The rounds of lbprobe {{ $labels.instance }} take {{ $value | humanizePercentage }} of the time they are allowed: probes that do not answer use up the scrape timeout, and when it is exceeded Prometheus marks lbprobe down. Look for timeouts (lbprobe_probes_total), raise scrape_timeout, or raise --probe.concurrency.',
+          ),
+          alert(
+            'LBProbeConfigReloadFailed',
+            'lbProbeConfigReloadFailed',
+            'lbprobe_config_last_reload_successful{%s} == 0' % sel,
+            'lbprobe {{ $labels.instance }} could not load its configuration.',
+            'The last configuration reload of lbprobe {{ $labels.instance }} failed; it keeps running with the previous configuration. Its log names the key and line; lbprobe --config.check --config.file=FILE checks a file before you apply it.',
+          ),
+        ],
+      },
+    ],
+  },
+}

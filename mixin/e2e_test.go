@@ -1,0 +1,364 @@
+package mixin_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/lbprobe/lbprobe/test/kubecluster"
+	"github.com/lbprobe/lbprobe/test/lab"
+	"github.com/lbprobe/lbprobe/test/lbprobebin"
+	"github.com/lbprobe/lbprobe/test/sandbox"
+	"github.com/lbprobe/lbprobe/test/seed"
+)
+
+// get fetches url and returns its body; a status other than 200 is an error.
+func get(ctx context.Context, client *http.Client, u string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", u, resp.Status, b)
+	}
+	return string(b), nil
+}
+
+// startSandbox starts the sandbox (test/sandbox: a real API server seeded like the reference
+// cluster on loopback, k8s_gateway, listeners) with lbprobe checking routes too, and ICMP on
+// apps/legacy, so that every family of series it can show is there.
+func startSandbox(t *testing.T) *sandbox.Sandbox {
+	t.Helper()
+	ctx := t.Context()
+	sb, err := sandbox.Start(ctx, sandbox.Options{
+		LBProbe:   lbprobebin.Path(t),
+		ExtraArgs: []string{"--probe.route.check", "--probe.timeout=1500ms"},
+		Logf:      t.Logf,
+		// 127.14.80.x: apart from the other packages' sandboxes, which may run at the same time.
+		Loopback: 14,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("lbprobe log:\n%s", sb.Logs())
+		}
+		sb.Stop()
+	})
+	if err := sb.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		svcs := sb.Seed.Core.CoreV1().Services(seed.AppsNS)
+		patch := []byte(`{"metadata":{"annotations":{"lbprobe.io/icmp":"true"}}}`)
+		if _, err := svcs.Patch(ctx, "legacy", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sb
+}
+
+// labScrape runs lbprobe in the router of the netns LAN lab (test/lab) over the seeded reference
+// cluster and returns a scrape: the ARP series exist only there. Every ARP outcome shows: nuc
+// answers for its VIPs (responders), opti1 stops answering (a failure), and --node.name names
+// opti2, the holder of network/k8s-gateway, as the DaemonSet pod on that node would (skipped).
+// ICMP to k8s-gateway's IP, which nobody answers, fails. It skips without root.
+func labScrape(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the ARP series need the netns lab, which needs root; CI runs as root")
+	}
+	dirs, err := kubecluster.CRDDirs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubecluster.Start(t.Context(), kubecluster.Options{CRDDirs: dirs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	sc, err := seed.New(c.RESTConfig(), seed.Reference())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Seed(t.Context(), seed.ReferencePorts()); err != nil {
+		t.Fatal(err)
+	}
+	patch := []byte(`{"metadata":{"annotations":{"lbprobe.io/icmp":"true"}}}`)
+	if _, err := sc.Core.CoreV1().Services(seed.NetworkNS).Patch(t.Context(), "k8s-gateway", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l := lab.Start(t, lab.Options{RESTConfig: c.RESTConfig()})
+	l.Node(seed.NodeNames[1]).SetARP(false)
+	lbp := l.StartLBProbe(t, l.Router, "--probe.timeout=2s", "--probe.route.check", "--node.name="+seed.NodeNames[2])
+	body, err := lbp.Scrape(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"loadbalancer_arp_responder_info{", "loadbalancer_arp_failure_info{", "loadbalancer_arp_skipped{", "loadbalancer_icmp_failure_info{"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the lab's scrape has no %s...}", want)
+		}
+	}
+	return body
+}
+
+// prometheus is a real Prometheus server (built from the Go module proxy by hack/tool.sh).
+type prometheus struct {
+	url    string
+	client *http.Client
+}
+
+// freePort returns a loopback address with a port nothing listens on.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startPrometheus runs Prometheus scraping target every second with the rules file loaded.
+func startPrometheus(t *testing.T, target, rules string) *prometheus {
+	t.Helper()
+	dir := t.TempDir()
+	config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+scrape_configs:
+  - job_name: lbprobe
+    static_configs:
+      - targets: [%q]
+`, rules, target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen := freePort(t)
+	cmd := exec.Command(tool(t, "prometheus"),
+		"--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+listen,
+		"--log.level=warn")
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", logs.String())
+		}
+	})
+	p := &prometheus{url: "http://" + listen, client: &http.Client{Timeout: 5 * time.Second}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := get(t.Context(), p.client, p.url+"/-/ready"); err == nil {
+			return p
+		} else if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// alert is one entry of /api/v1/alerts.
+type alert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	State       string            `json:"state"`
+}
+
+func (p *prometheus) alerts(ctx context.Context) ([]alert, error) {
+	body, err := get(ctx, p.client, p.url+"/api/v1/alerts")
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Status string `json:"status"`
+		Data   struct {
+			Alerts []alert `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		return nil, fmt.Errorf("decode alerts: %w", err)
+	}
+	return resp.Data.Alerts, nil
+}
+
+// query returns the number of series an instant query returns.
+func (p *prometheus) query(ctx context.Context, q string) (int, error) {
+	body, err := get(ctx, p.client, p.url+"/api/v1/query?query="+url.QueryEscape(q))
+	if err != nil {
+		return 0, err
+	}
+	var resp struct {
+		Data struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		return 0, err
+	}
+	return len(resp.Data.Result), nil
+}
+
+// find returns the alert named name whose labels include match.
+func find(alerts []alert, name string, match map[string]string) (alert, bool) {
+next:
+	for _, a := range alerts {
+		if a.Labels["alertname"] != name {
+			continue
+		}
+		for k, v := range match {
+			if a.Labels[k] != v {
+				continue next
+			}
+		}
+		return a, true
+	}
+	return alert{}, false
+}
+
+// waitState waits until the alert is in state ("pending", "firing", or "" for gone).
+func (p *prometheus) waitState(t *testing.T, name string, match map[string]string, state string, timeout time.Duration) alert {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := "absent"
+	for {
+		alerts, err := p.alerts(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, ok := find(alerts, name, match)
+		switch {
+		case ok && a.State == state, !ok && state == "":
+			return a
+		case ok:
+			last = a.State
+		default:
+			last = "absent"
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v: still %s after %s, want %q", name, match, last, timeout, state)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// e2eRules generates the rules and alerts with every `for` set to forDuration.
+func e2eRules(t *testing.T, forDuration string) string {
+	t.Helper()
+	snippet := fmt.Sprintf(`local mixin = (import 'mixin.libsonnet') + {
+  _config+:: { 'for': std.mapWithKey(function(_, v) if v == '0m' then v else %q, super['for']) },
+};
+{ groups: mixin.prometheusRules.groups + mixin.prometheusAlerts.groups }`, forDuration)
+	out := run(t, ".", tool(t, "jsonnet"), "-e", snippet)
+	path := filepath.Join(t.TempDir(), "rules.json")
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSandbox runs the checks that need lbprobe's real series: every expression of the mixin
+// against the series of real scrapes, and alerts going pending, firing and resolved in a real
+// Prometheus while the sandbox breaks and is repaired.
+func TestSandbox(t *testing.T) {
+	sb := startSandbox(t)
+	lbprobeURL, err := url.Parse(sb.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("expressions name exposed series and labels", func(t *testing.T) {
+		inv := inventory{}
+		// Two scrapes: the second sees what the ICMP annotation added.
+		time.Sleep(2 * time.Second)
+		body, err := get(t.Context(), http.DefaultClient, sb.URL+"/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := inv.addExposition(body); err != nil {
+			t.Fatal(err)
+		}
+		if err := inv.addExposition(labScrape(t)); err != nil {
+			t.Fatal(err)
+		}
+		checkMixin(t, inv)
+	})
+
+	t.Run("alerts fire and resolve in Prometheus", func(t *testing.T) {
+		prom := startPrometheus(t, lbprobeURL.Host, e2eRules(t, "4s"))
+		ctx := t.Context()
+		if n, err := prom.query(ctx, `up{job="lbprobe"} == 1`); err != nil || n != 1 {
+			// Wait for the first scrape through the alert below instead of failing here.
+			t.Logf("up == 1: %d series (%v)", n, err)
+		}
+
+		// A listener stops: port 80 of the external Gateway refuses connections.
+		httpPort := netip.AddrPortFrom(sb.Addrs.External, uint16(sb.Ports.HTTP))
+		portAlert := map[string]string{"namespace": seed.GatewayNS, "service": "cilium-gateway-external", "port": fmt.Sprint(sb.Ports.HTTP), "severity": "warning"}
+		listenerAlert := map[string]string{"namespace": seed.GatewayNS, "gateway": "external", "port": fmt.Sprint(sb.Ports.HTTP), "severity": "critical"}
+		prom.waitState(t, "LoadBalancerPortUnreachable", portAlert, "", 20*time.Second)
+		if err := sb.StopListener(httpPort); err != nil {
+			t.Fatal(err)
+		}
+		prom.waitState(t, "LoadBalancerPortUnreachable", portAlert, "pending", 20*time.Second)
+		prom.waitState(t, "GatewayListenerUnreachable", listenerAlert, "pending", 20*time.Second)
+		a := prom.waitState(t, "LoadBalancerPortUnreachable", portAlert, "firing", 20*time.Second)
+		wantDesc := fmt.Sprintf("%s cannot reach port %d/TCP of %s (Service gateway/cilium-gateway-external): refused, while other ports of the IP answer.", lbprobeURL.Host, sb.Ports.HTTP, sb.Addrs.External)
+		if d := a.Annotations["description"]; !strings.HasPrefix(d, wantDesc) {
+			t.Errorf("description %q, want it to start with %q", d, wantDesc)
+		}
+		prom.waitState(t, "GatewayListenerUnreachable", listenerAlert, "firing", 20*time.Second)
+		if err := sb.StartListener(httpPort); err != nil {
+			t.Fatal(err)
+		}
+		prom.waitState(t, "LoadBalancerPortUnreachable", portAlert, "", 20*time.Second)
+		prom.waitState(t, "GatewayListenerUnreachable", listenerAlert, "", 20*time.Second)
+
+		// A lease expires: its holder stops renewing it.
+		leaseAlert := map[string]string{"namespace": seed.GatewayNS, "service": "cilium-gateway-internal", "holder": seed.NodeNames[1], "severity": "critical"}
+		prom.waitState(t, "LoadBalancerL2LeaseExpired", leaseAlert, "", 20*time.Second)
+		sb.SetLeaseRenewal(seed.GatewayNS, "cilium-gateway-internal", false)
+		prom.waitState(t, "LoadBalancerL2LeaseExpired", leaseAlert, "pending", 40*time.Second)
+		a = prom.waitState(t, "LoadBalancerL2LeaseExpired", leaseAlert, "firing", 20*time.Second)
+		if d := a.Annotations["description"]; !strings.HasPrefix(d, "Node "+seed.NodeNames[1]+" holds lease cilium-l2announce-gateway-cilium-gateway-internal") {
+			t.Errorf("description %q", d)
+		}
+		sb.SetLeaseRenewal(seed.GatewayNS, "cilium-gateway-internal", true)
+		prom.waitState(t, "LoadBalancerL2LeaseExpired", leaseAlert, "", 20*time.Second)
+	})
+}

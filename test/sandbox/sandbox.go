@@ -1,0 +1,594 @@
+// Package sandbox runs a local copy of the reference cluster that lbprobe
+// watches and probes, all on this machine's loopback: the `make run`
+// sandbox (hack/sandbox), also for Go tests.
+//
+// It starts a real etcd and kube-apiserver (test/kubecluster, built from the
+// Go module proxy on first use), installs the Gateway API and Cilium CRDs,
+// writes the reference objects (test/seed) with loopback stand-ins
+// 127.11.80.x for the LoadBalancer IPs 10.11.80.x, serves their ports
+// (test/targets), runs the real k8s_gateway for the zone sbbh.cloud
+// (test/k8sgateway), and finally runs an lbprobe binary against all of it.
+// As root the Services use the reference ports 80, 443 and 53; otherwise
+// 8080, 8443 and 5353.
+//
+// A few things are broken on purpose so that every series shows both
+// states: the Service apps/pending has no IP, the lease of network/k8s-gateway
+// is stale, apps/legacy claims a hostname that a route owns (k8s_gateway
+// answers the route's address) and nothing serves its port. On top of the
+// seed, a second pool lb-pool-old overlaps the first and has a conflict, a
+// Gateway gateway/staging is not programmed and its status address differs
+// from the one it asked for (nothing serves it), and the hostname
+// shared.sbbh.cloud is claimed by a route on both Gateways.
+//
+// Like Cilium, the sandbox renews the leases of the Services it announces
+// (every few seconds; [Sandbox.SetLeaseRenewal] stops and resumes one),
+// except the stale one.
+//
+// The addresses are fixed per Options.Loopback, so one sandbox per value
+// runs on a machine at a time: tests use their own value.
+// Linux only (the children die with the process that started them).
+package sandbox
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/lbprobe/lbprobe/test/k8sgateway"
+	"github.com/lbprobe/lbprobe/test/kubecluster"
+	"github.com/lbprobe/lbprobe/test/seed"
+	"github.com/lbprobe/lbprobe/test/targets"
+)
+
+// Options configure [Start].
+type Options struct {
+	// LBProbe is the path of the lbprobe binary to run (required).
+	LBProbe string
+	// Listen is lbprobe's --web.listen-address; empty means a free port on
+	// 127.0.0.1.
+	Listen string
+	// ExtraArgs are appended to lbprobe's arguments.
+	ExtraArgs []string
+	// Logf receives progress messages; nil discards them.
+	Logf func(format string, args ...any)
+	// Output receives lbprobe's stdout and stderr; nil keeps them in a
+	// buffer only, see [Sandbox.Logs].
+	Output io.Writer
+	// Loopback is the second byte of the stand-in addresses 127.<Loopback>.80.x
+	// (see [seed.Loopback]); 0 means 11, the one `make run` uses.
+	Loopback byte
+}
+
+// Sandbox is a running sandbox. Its methods are safe for concurrent use.
+type Sandbox struct {
+	URL     string               // lbprobe's base URL, http://host:port
+	Cluster *kubecluster.Cluster // the API server
+	Seed    *seed.Cluster        // writes to the API server
+	Addrs   seed.Addresses       // the loopback stand-ins 127.11.80.x
+	Ports   seed.Ports           // the Services' ports
+	Dir     string               // temporary: lbprobe's config, the sandbox CA, k8s_gateway's files
+	CAFile  string               // the sandbox CA, which signed the HTTPS listeners' certificate
+
+	logf   func(format string, args ...any)
+	ctx    context.Context // the sandbox's life: ends with Start's ctx or Stop
+	cancel context.CancelFunc
+	cert   tls.Certificate
+	dns    *k8sgateway.Server
+	cmd    *exec.Cmd
+	logs   *tailBuffer
+	exited chan struct{} // closed when lbprobe has exited; nil until it started
+	runErr error         // lbprobe's exit, once exited is closed
+
+	mu        sync.Mutex
+	listeners map[netip.AddrPort]*listener
+	// notRenewed are the leases (by name) the renewer leaves alone.
+	notRenewed map[string]bool
+	renewerWG  sync.WaitGroup
+
+	stopOnce sync.Once
+}
+
+// listener is one port the sandbox serves.
+type listener struct {
+	tls    bool               // a TLS handshake with Sandbox.cert, else a plain TCP accept
+	cancel context.CancelFunc // nil while stopped
+}
+
+// Start starts the sandbox, lbprobe included, and returns without waiting
+// for lbprobe to be ready (see [Sandbox.WaitReady]). ctx bounds the
+// sandbox's life: when it ends, lbprobe gets SIGTERM and the listeners
+// close; [Sandbox.Stop] releases the rest. On error Start stops what it
+// started.
+func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
+	if opts.LBProbe == "" {
+		return nil, errors.New("sandbox: no lbprobe binary given")
+	}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	listen := opts.Listen
+	if listen == "" {
+		if listen, err = freeAddress(); err != nil {
+			return nil, err
+		}
+	}
+	url, err := baseURL(listen)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "lbprobe-sandbox-")
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	octet := opts.Loopback
+	if octet == 0 {
+		octet = 11
+	}
+	s = &Sandbox{
+		URL: url, Addrs: seed.Loopback(octet), Ports: seed.ReferencePorts(), Dir: dir,
+		logf: logf, ctx: runCtx, cancel: cancel,
+		listeners: make(map[netip.AddrPort]*listener),
+		// Stale on purpose (see the seed).
+		notRenewed: map[string]bool{seed.LeaseName(seed.NetworkNS, "k8s-gateway"): true},
+	}
+	defer func() {
+		if err != nil {
+			s.Stop()
+			s = nil
+		}
+	}()
+
+	logf("starting etcd and kube-apiserver (the first run builds them from the Go module proxy: several minutes)")
+	crds, err := kubecluster.CRDDirs()
+	if err != nil {
+		return s, err
+	}
+	if s.Cluster, err = kubecluster.Start(ctx, kubecluster.Options{CRDDirs: crds, Logf: logf}); err != nil {
+		return s, err
+	}
+	logf("API server %s, kubeconfig %s", s.Cluster.Server(), s.Cluster.KubeconfigPath())
+	if err := k8sgateway.MakeCRDsCompatible(ctx, s.Cluster.RESTConfig()); err != nil {
+		return s, err
+	}
+
+	if os.Geteuid() != 0 {
+		s.Ports = seed.Ports{HTTP: 8080, HTTPS: 8443, DNS: 5353}
+		logf("not root: the Services use ports %d, %d and %d instead of 80, 443 and 53", s.Ports.HTTP, s.Ports.HTTPS, s.Ports.DNS)
+	}
+	if s.Seed, err = seed.New(s.Cluster.RESTConfig(), s.Addrs); err != nil {
+		return s, err
+	}
+	if err := s.Seed.Seed(ctx, s.Ports); err != nil {
+		return s, err
+	}
+	if err := breakMore(ctx, s.Seed, s.Addrs); err != nil {
+		return s, err
+	}
+	s.renewerWG.Go(func() { s.renewLeases(leaseRenewEvery) })
+	logf("seeded: Gateways external %s and internal %s, k8s-gateway %s, apps/legacy %s, apps/pending (no IP)",
+		s.Addrs.External, s.Addrs.Internal, s.Addrs.DNS, s.Addrs.Legacy)
+
+	if err := s.servePorts(); err != nil {
+		return s, err
+	}
+	logf("starting k8s_gateway on %s:%d (the first run builds it: a minute or two)", s.Addrs.DNS, s.Ports.DNS)
+	s.dns, err = k8sgateway.Start(ctx, k8sgateway.Options{
+		Zone: seed.Domain, Kubeconfig: s.Cluster.KubeconfigPath(),
+		Listen: netip.AddrPortFrom(s.Addrs.DNS, uint16(s.Ports.DNS)), Dir: dir,
+	})
+	if err != nil {
+		return s, err
+	}
+
+	if err := s.startLBProbe(opts.LBProbe, listen, opts.ExtraArgs, opts.Output); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// startLBProbe writes lbprobe's config and starts it.
+func (s *Sandbox) startLBProbe(bin, listen string, extraArgs []string, output io.Writer) error {
+	config := filepath.Join(s.Dir, "lbprobe.yml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`# written by hack/sandbox
+dns:
+  domain: %s
+kubernetes:
+  tls:
+    ca_file: %s
+`, seed.Domain, s.CAFile)), 0o644); err != nil {
+		return err
+	}
+	args := append([]string{
+		"--config.file=" + config, "--kubeconfig=" + s.Cluster.KubeconfigPath(),
+		"--cilium.namespace=" + seed.CiliumNamespace, "--web.listen-address=" + listen,
+	}, extraArgs...)
+	s.logf("running %s %v", bin, args)
+	hostPort := strings.TrimPrefix(s.URL, "http://")
+	s.logf("ready in a few seconds: http://%s/  —  curl -s http://%s/metrics | grep -E '^(loadbalancer|gateway)_'", hostPort, hostPort)
+
+	s.logs = &tailBuffer{max: -1}
+	var out io.Writer = s.logs
+	if output != nil {
+		s.logs.max = 64 << 10 // the rest went to output
+		out = io.MultiWriter(output, s.logs)
+	}
+	cmd := exec.CommandContext(s.ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting lbprobe: %w", err)
+	}
+	s.cmd = cmd
+	s.exited = make(chan struct{})
+	go func() {
+		s.runErr = cmd.Wait()
+		close(s.exited)
+	}()
+	return nil
+}
+
+// WaitReady polls lbprobe's /-/ready until it answers 200 OK (its
+// Kubernetes caches have synced). It fails when ctx ends first or when
+// lbprobe exits.
+func (s *Sandbox) WaitReady(ctx context.Context) error {
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	last := "no answer yet"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/-/ready", nil)
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("sandbox: lbprobe exited before it was ready (%v); its last lines:\n%s",
+				exitReason(s.runErr), lastLines(s.Logs(), 20))
+		case <-ctx.Done():
+			return fmt.Errorf("sandbox: lbprobe not ready (last: %s): %w; its last lines:\n%s",
+				last, ctx.Err(), lastLines(s.Logs(), 20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func exitReason(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// Wait waits until lbprobe exits. It returns nil when lbprobe was stopped
+// on purpose (Start's ctx ended, or Stop), else why it exited.
+func (s *Sandbox) Wait() error {
+	<-s.exited
+	if s.ctx.Err() != nil {
+		return nil
+	}
+	if s.runErr != nil {
+		return fmt.Errorf("lbprobe: %w", s.runErr)
+	}
+	return nil
+}
+
+// Logs returns what lbprobe wrote to its stdout and stderr so far: all of
+// it when Options.Output is nil, else its last 64 KiB.
+func (s *Sandbox) Logs() string {
+	if s.logs == nil {
+		return ""
+	}
+	return s.logs.String()
+}
+
+// Stop stops lbprobe (SIGTERM, SIGKILL after 10 s), closes the listeners,
+// stops k8s_gateway and the API server, and removes Dir. It may be called
+// more than once.
+func (s *Sandbox) Stop() {
+	s.stopOnce.Do(func() {
+		s.cancel()
+		s.renewerWG.Wait()
+		if s.exited != nil {
+			<-s.exited
+		}
+		if s.dns != nil {
+			s.dns.Stop()
+		}
+		if s.Cluster != nil {
+			s.Cluster.Stop()
+		}
+		if err := os.RemoveAll(s.Dir); err != nil {
+			s.logf("%v", err)
+		}
+	})
+}
+
+// servePorts serves HTTP (plain TCP accept) and HTTPS (TLS with a
+// certificate for *.sbbh.cloud from a sandbox CA, written to Dir) on the
+// Gateways' addresses. Nothing serves apps/legacy.
+func (s *Sandbox) servePorts() error {
+	now := time.Now()
+	cert, err := targets.NewCertificate([]string{"*." + seed.Domain, seed.Domain}, now.Add(-time.Hour), now.Add(60*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	s.cert = cert.Leaf
+	s.CAFile = filepath.Join(s.Dir, "sandbox-ca.pem")
+	if err := os.WriteFile(s.CAFile, cert.CAPEM, 0o644); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ip := range []netip.Addr{s.Addrs.External, s.Addrs.Internal} {
+		for _, l := range []struct {
+			port uint16
+			tls  bool
+		}{{uint16(s.Ports.HTTP), false}, {uint16(s.Ports.HTTPS), true}} {
+			ap := netip.AddrPortFrom(ip, l.port)
+			s.listeners[ap] = &listener{tls: l.tls}
+			if err := s.serve(ap, s.listeners[ap]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// serve starts l on ap. s.mu is held.
+func (s *Sandbox) serve(ap netip.AddrPort, l *listener) error {
+	ctx, cancel := context.WithCancel(s.ctx)
+	var err error
+	if l.tls {
+		_, err = targets.TLS(ctx, ap.String(), s.cert)
+	} else {
+		_, err = targets.TCP(ctx, ap.String())
+	}
+	if err != nil {
+		cancel()
+		return err
+	}
+	l.cancel = cancel
+	return nil
+}
+
+// StopListener closes the sandbox's listener on ap (one of the Gateways'
+// HTTP or HTTPS ports) and returns once connections to ap are refused.
+// Stopping a stopped listener does nothing.
+func (s *Sandbox) StopListener(ap netip.AddrPort) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.listeners[ap]
+	if !ok {
+		return fmt.Errorf("sandbox: no listener on %s", ap)
+	}
+	if l.cancel == nil {
+		return nil
+	}
+	l.cancel()
+	l.cancel = nil
+	// targets closes the listener in a goroutine: wait until it is gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", ap.String(), time.Second)
+		if err == nil {
+			c.Close()
+		} else if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sandbox: %s still accepts connections 5s after its listener was stopped (last: %v)", ap, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// StartListener serves ap again after [Sandbox.StopListener], as before:
+// plain TCP for an HTTP port, TLS with the same certificate for an HTTPS
+// port. Starting a running listener does nothing.
+func (s *Sandbox) StartListener(ap netip.AddrPort) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.listeners[ap]
+	if !ok {
+		return fmt.Errorf("sandbox: no listener on %s", ap)
+	}
+	if l.cancel != nil {
+		return nil
+	}
+	if s.ctx.Err() != nil {
+		return errors.New("sandbox: stopped")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		err := s.serve(ap, l)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// breakMore adds the sandbox's other broken things, so that those series
+// show their failing value too: a second pool that overlaps the first, a
+// Gateway "staging" that is not programmed and whose status address differs
+// from the one it asked for (nothing serves it), and a hostname claimed by
+// routes on both Gateways.
+func breakMore(ctx context.Context, cl *seed.Cluster, addrs seed.Addresses) error {
+	// .84 and .85 of the stand-ins' /24, next to the Gateways' .80 and .81.
+	b := addrs.External.As4()
+	b[3] = 84
+	requested := netip.AddrFrom4(b)
+	got := requested.Next()
+	if err := cl.Pool(ctx, "lb-pool-old", netip.PrefixFrom(addrs.External, 29), 0); err != nil {
+		return err
+	}
+	if err := cl.SetPoolConflict(ctx, "lb-pool-old", true); err != nil {
+		return err
+	}
+	if err := cl.Gateway(ctx, seed.GatewayNS, "staging", got); err != nil {
+		return err
+	}
+	gws := cl.Dynamic.Resource(seed.GatewayGVR).Namespace(seed.GatewayNS)
+	patch := []byte(fmt.Sprintf(`{"spec":{"addresses":[{"type":"IPAddress","value":%q}]}}`, requested))
+	if _, err := gws.Patch(ctx, "staging", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("gateway staging: %w", err)
+	}
+	if err := cl.SetGatewayAddress(ctx, seed.GatewayNS, "staging", got, false); err != nil {
+		return err
+	}
+	route := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+		"metadata": map[string]any{"name": "shared-app", "namespace": seed.AppsNS},
+		"spec": map[string]any{
+			"hostnames": []any{"shared." + seed.Domain},
+			"parentRefs": []any{
+				map[string]any{"name": "external", "namespace": seed.GatewayNS},
+				map[string]any{"name": "internal", "namespace": seed.GatewayNS},
+			},
+		},
+	}}
+	if _, err := cl.Dynamic.Resource(seed.HTTPRouteGVR).Namespace(seed.AppsNS).Create(ctx, route, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("httproute shared-app: %w", err)
+	}
+	return nil
+}
+
+// freeAddress returns 127.0.0.1:PORT with a port that was free a moment ago.
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("sandbox: no free port on 127.0.0.1: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// baseURL returns http://host:port for a listen address, with loopback for
+// an empty or unspecified host.
+func baseURL(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: listen address %q: %w", listen, err)
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// lastLines returns about the last n lines of s, indented.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+// tailBuffer keeps what is written to it, or only the last max bytes when
+// max >= 0. It is safe for concurrent use.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if t.max >= 0 && len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+// leaseRenewEvery is how often the sandbox renews the leases, well within
+// their 15 s duration.
+const leaseRenewEvery = 3 * time.Second
+
+// SetLeaseRenewal stops (on = false) or resumes renewing the L2 lease of the
+// Service svcNS/svc, as a Cilium agent that stops or resumes working: a
+// lease that is not renewed expires after its duration (15 s).
+func (s *Sandbox) SetLeaseRenewal(svcNS, svc string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := seed.LeaseName(svcNS, svc)
+	if on {
+		delete(s.notRenewed, name)
+	} else {
+		s.notRenewed[name] = true
+	}
+}
+
+// renewLeases sets renewTime to now on every lease in the Cilium namespace
+// but the ones left alone, until the sandbox stops.
+func (s *Sandbox) renewLeases(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	leases := s.Seed.Core.CoordinationV1().Leases(seed.CiliumNamespace)
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		list, err := leases.List(s.ctx, metav1.ListOptions{})
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.logf("renewing leases: %v", err)
+			}
+			continue
+		}
+		for i := range list.Items {
+			l := &list.Items[i]
+			s.mu.Lock()
+			skip := s.notRenewed[l.Name]
+			s.mu.Unlock()
+			if skip || l.Spec.HolderIdentity == nil {
+				continue
+			}
+			l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+			if _, err := leases.Update(s.ctx, l, metav1.UpdateOptions{}); err != nil && s.ctx.Err() == nil {
+				s.logf("renewing lease %s: %v", l.Name, err)
+			}
+		}
+	}
+}
