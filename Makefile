@@ -47,6 +47,8 @@ tools: ## build the pinned tools into the cache (first run only; the Kubernetes 
 	$(TOOL) jsonnet >/dev/null
 	$(TOOL) kube-apiserver >/dev/null
 	$(TOOL) k8s_gateway >/dev/null
+	$(TOOL) helm >/dev/null
+	hack/crds.sh prometheus-operator >/dev/null
 
 unit: build ## go test with the race detector
 	PROMTOOL=$$($(TOOL) promtool) LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe \

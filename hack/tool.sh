@@ -52,7 +52,7 @@ version_of() {
     jsonnet) echo "$JSONNET_VERSION" ;;
     kube) echo "$KUBERNETES_VERSION-etcd-$ETCD_VERSION" ;;
     k8s_gateway) echo "$K8S_GATEWAY_VERSION" ;;
-    helm) echo "$HELM_VERSION" ;;
+    helm) echo "$HELM_VERSION-k8s-$KUBERNETES_VERSION" ;;
     controller-gen) echo "$CONTROLLER_GEN_VERSION" ;;
   esac
 }
@@ -127,8 +127,17 @@ build_jsonnet() {
     github.com/google/go-jsonnet/cmd/jsonnet github.com/google/go-jsonnet/cmd/jsonnetfmt
 }
 
+# Helm's release builds stamp the Kubernetes version that `helm template` and `helm lint` assume
+# (else v1.20, older than the chart's kubeVersion): the one the tests run, KUBERNETES_VERSION.
 build_helm() {
-  install_at "$1" "$HELM_VERSION" "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "" \
+  local kv=${KUBERNETES_VERSION#v} major minor
+  major=${kv%%.*}
+  minor=${kv#*.}
+  minor=${minor%%.*}
+  local x=helm.sh/helm/v3/pkg
+  install_at "$1" "$HELM_VERSION" "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+-X $x/chartutil.k8sVersionMajor=$major -X $x/chartutil.k8sVersionMinor=$minor \
+-X $x/lint/rules.k8sVersionMajor=$major -X $x/lint/rules.k8sVersionMinor=$minor" "" \
     helm.sh/helm/v3/cmd/helm
 }
 
