@@ -259,8 +259,16 @@ func TestApply(t *testing.T) {
 				if err := a.delete(t.Context(), leaseBinding); err != nil {
 					t.Fatalf("deleting %s: %v", ref(leaseBinding), err)
 				}
-				if got, err := canI(t, as, "list", "leases.coordination.k8s.io", "-n", "kube-system"); err != nil || got {
-					t.Errorf("%s: without %s, can-i list leases -n kube-system: %v (err %v), want no", tc.name, ref(leaseBinding), yesNo(got), err)
+				// The API server's RBAC authorizer learns of the deletion through its informer:
+				// poll until it says no, before lbprobe starts (else lbprobe could still list).
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+					got, err := canI(t, as, "list", "leases.coordination.k8s.io", "-n", "kube-system")
+					if err == nil && !got {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: without %s, can-i list leases -n kube-system: %v (err %v) for 10s, want no", tc.name, ref(leaseBinding), yesNo(got), err)
+					}
 				}
 				if bin == "" {
 					t.Skip("no lbprobe binary: $LBPROBE_BINARY is unset and go build failed (see TestBinary)")

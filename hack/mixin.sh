@@ -3,8 +3,9 @@
 # repository), at the same paths as the checked-in files:
 #   mixin/generated/alerts.yaml, mixin/generated/rules.yaml, mixin/generated/dashboards/*.json,
 #   deploy/kustomize/base/prometheusrule.yaml, deploy/helm/lbprobe/files/rules.yaml
-# `make mixin` regenerates in place; `make mixin-check` generates into a temporary folder and fails
-# when the checked-in files differ or the jsonnet is not formatted.
+# `make mixin` formats the jsonnet and regenerates in place; mixin/mixin_test.go
+# (TestGeneratedUpToDate, TestJsonnetFormatted) generates into a temporary folder and fails when the
+# checked-in files differ or the jsonnet is not formatted.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${1:-$repo}

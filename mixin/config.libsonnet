@@ -1,5 +1,5 @@
 // Everything a user may tune. Override in your own jsonnet:
-//   (import 'lbprobe-mixin/mixin.libsonnet') + { _config+:: { lbprobeSelector: 'job="lbprobe-lan"' } }
+//   (import 'github.com/lbprobe/lbprobe/mixin/mixin.libsonnet') + { _config+:: { lbprobeSelector: 'job="lbprobe-lan"' } }
 {
   _config+:: {
     // Selects lbprobe's series (its scrape job). Every expression uses it.

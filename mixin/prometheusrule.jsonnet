@@ -1,6 +1,6 @@
 // The rules and alerts as a prometheus-operator PrometheusRule (deploy/kustomize/base/prometheusrule.yaml).
-// Its labels are the ones kube-prometheus-stack's ruleSelector matches by default (release);
-// kustomize overlays and the Helm chart adjust them.
+// kube-prometheus-stack selects rules by a `release: <its release name>` label by default: add it
+// with a kustomize patch (deploy/README.md) or the Helm value prometheusRule.labels.
 local mixin = import 'mixin.libsonnet';
 std.manifestYamlDoc({
   apiVersion: 'monitoring.coreos.com/v1',

@@ -13,6 +13,12 @@ local promql = import '../lib/promql.libsonnet';
     // Labels of one Kubernetes object: state series are the same from every lbprobe instance.
     local obj(extra) = promql.labels([cl] + extra),
     local svc = obj(['namespace', 'service']),
+    // A state series (from the Kubernetes API) of the lbprobe instances whose every informer is in
+    // sync: an instance that lost the API server serves its last state, and its lease ages keep
+    // growing, so without this it would page "expired" for every lease (LBProbeKubernetesNotSynced
+    // tells about that instance instead).
+    local inSync = promql.labels([cl] + c.instanceLabels),
+    local state(selector) = '(%s and on (%s) (min by (%s) (lbprobe_kubernetes_synced{%s}) == 1))' % [selector, inSync, inSync, sel],
 
     local lease = 'cilium-l2announce-{{ $labels.namespace }}-{{ $labels.service }}',
 
@@ -80,7 +86,7 @@ local promql = import '../lib/promql.libsonnet';
           alert(
             'LoadBalancerIPPending',
             'loadBalancerIPPending',
-            'max by (%s) (loadbalancer_ip_assigned{%s}) == 0' % [svc, sel],
+            'max by (%s) %s == 0' % [svc, state('loadbalancer_ip_assigned{%s}' % sel)],
             'LoadBalancer Service {{ $labels.namespace }}/{{ $labels.service }} has no IP.',
             "Service {{ $labels.namespace }}/{{ $labels.service }} of type LoadBalancer has had no ingress IP for %s: LB-IPAM assigned none. A pool is exhausted (LBPoolExhausted) or in conflict (LBPoolConflict), or no pool's serviceSelector matches the Service. Run: kubectl -n {{ $labels.namespace }} describe service {{ $labels.service }}; kubectl get ciliumloadbalancerippools." % c['for'].loadBalancerIPPending,
           ),
@@ -99,7 +105,7 @@ local promql = import '../lib/promql.libsonnet';
           alert(
             'LoadBalancerNotAnnounced',
             'loadBalancerNotAnnounced',
-            'max by (%s) (loadbalancer_l2_announced{%s}) == 0' % [obj(['namespace', 'service', 'ip']), sel],
+            'max by (%s) %s == 0' % [obj(['namespace', 'service', 'ip']), state('loadbalancer_l2_announced{%s}' % sel)],
             'LoadBalancer IP {{ $labels.ip }} of {{ $labels.namespace }}/{{ $labels.service }} is not announced.',
             'Service {{ $labels.namespace }}/{{ $labels.service }} has IP {{ $labels.ip }} and a CiliumL2AnnouncementPolicy selects it, but no node holds a live lease %(lease)s in %(ns)s: nothing answers ARP for {{ $labels.ip }} and the LAN cannot reach it. Often the policy was created after the Service. Delete the lease (kubectl -n %(ns)s delete lease %(lease)s) or restart the Cilium agents so that they elect a holder.' % { lease: lease, ns: ns },
           ),
@@ -107,10 +113,10 @@ local promql = import '../lib/promql.libsonnet';
             'LoadBalancerNoL2Policy',
             'loadBalancerNoL2Policy',
             |||
-              max by (%(svc)s) (loadbalancer_l2_policies{%(sel)s}) == 0
+              max by (%(svc)s) %(policies)s == 0
               and
-              max by (%(svc)s) (loadbalancer_ip_assigned{%(sel)s}) == 1
-            ||| % { svc: svc, sel: sel },
+              max by (%(svc)s) %(assigned)s == 1
+            ||| % { svc: svc, policies: state('loadbalancer_l2_policies{%s}' % sel), assigned: state('loadbalancer_ip_assigned{%s}' % sel) },
             'No L2 announcement policy selects {{ $labels.namespace }}/{{ $labels.service }}.',
             "Service {{ $labels.namespace }}/{{ $labels.service }} has a LoadBalancer IP but no CiliumL2AnnouncementPolicy selects it (serviceSelector, loadBalancerIPs: true), so no node announces it on the LAN. Compare the policies' serviceSelector with the Service's labels: kubectl get ciliuml2announcementpolicies -o yaml.",
           ),
@@ -120,15 +126,25 @@ local promql = import '../lib/promql.libsonnet';
             |||
               max by (%(lease)s) (loadbalancer_l2_lease_renew_age_seconds{%(sel)s})
               and
-              max by (%(lease)s) (loadbalancer_l2_lease_expired{%(sel)s}) == 1
-            ||| % { lease: obj(['namespace', 'service', 'lease', 'holder']), sel: sel },
+              max by (%(lease)s) %(expired)s == 1
+              unless on (%(svc)s)
+              max by (%(svc)s) %(policies)s == 0
+            ||| % {
+              lease: obj(['namespace', 'service', 'lease', 'holder']),
+              svc: svc,
+              sel: sel,
+              // A released lease (no holder) and the lease of a Service no policy selects any more
+              // are expired on purpose.
+              expired: state('loadbalancer_l2_lease_expired{%s,holder!=""}' % sel),
+              policies: state('loadbalancer_l2_policies{%s}' % sel),
+            },
             'L2 lease {{ $labels.lease }} has expired.',
             'Node {{ $labels.holder }} holds lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) but last renewed it {{ $value | humanizeDuration }} ago, longer than its duration, and no other node took it over: the IP is announced, if at all, by an agent that stopped working. Check the Cilium agent on {{ $labels.holder }}; delete the stale lease to force an election: kubectl -n %s delete lease {{ $labels.lease }}.' % ns,
           ),
           alert(
             'LoadBalancerL2LeaseHolderNotReady',
             'loadBalancerL2LeaseHolderNotReady',
-            'max by (%s) (loadbalancer_l2_lease_holder_ready{%s}) == 0' % [obj(['namespace', 'service', 'lease', 'holder']), sel],
+            'max by (%s) %s == 0' % [obj(['namespace', 'service', 'lease', 'holder']), state('loadbalancer_l2_lease_holder_ready{%s,holder!=""}' % sel)],
             'L2 lease {{ $labels.lease }} is held by node {{ $labels.holder }}, which is not Ready.',
             'Lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) is held by node {{ $labels.holder }}, whose Ready condition is not True. Its agent may still renew the lease while the node cannot serve. Check the node (kubectl describe node {{ $labels.holder }}); cordon it and delete the lease to move the IP: kubectl -n %s delete lease {{ $labels.lease }}.' % ns,
           ),
@@ -161,7 +177,7 @@ local promql = import '../lib/promql.libsonnet';
             |||
               (loadbalancer_arp_holder_match{%(sel)s} == 0)
               unless on (%(on)s)
-              (max by (%(on)s) (loadbalancer_arp_responders{%(sel)s}) != 1)
+              (sum by (%(on)s) (loadbalancer_arp_responders{%(sel)s}) != 1)
             ||| % { sel: sel, on: same(['namespace', 'service', 'ip']) },
             '{{ $labels.ip }} is answered by a node that does not hold its lease.',
             'The only MAC that answers ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) is not the MAC of the lease holder, %s (loadbalancer_arp_responder_info names who answers). The node that lost the lease still announces the IP, or another host took it. Restart the Cilium agent on the answering node.' % holderText,
@@ -203,21 +219,21 @@ local promql = import '../lib/promql.libsonnet';
           alert(
             'GatewayDNSHostnameConflict',
             'gatewayDNSHostnameConflict',
-            'max by (%s) (gateway_dns_conflict{%s}) == 1' % [obj(['hostname']), sel],
+            'max by (%s) %s == 1' % [obj(['hostname']), state('gateway_dns_conflict{%s}' % sel)],
             'Routes on different Gateways claim {{ $labels.hostname }}.',
             'HTTPRoutes attached to different Gateways claim {{ $labels.hostname }}, so k8s_gateway answers with the addresses of all of them and clients land on either Gateway. gateway_dns_hostname_claim_info lists the routes; keep the hostname on one Gateway.',
           ),
           alert(
             'GatewayNotProgrammed',
             'gatewayNotProgrammed',
-            'max by (%s) (gateway_programmed{%s}) == 0' % [obj(['namespace', 'gateway']), sel],
+            'max by (%s) %s == 0' % [obj(['namespace', 'gateway']), state('gateway_programmed{%s}' % sel)],
             'Gateway {{ $labels.namespace }}/{{ $labels.gateway }} is not programmed.',
             'The Programmed condition of Gateway {{ $labels.namespace }}/{{ $labels.gateway }} has not been True for %s: its controller has not set it up (no address, an invalid listener, the GatewayClass is not accepted). Run: kubectl -n {{ $labels.namespace }} describe gateway {{ $labels.gateway }}.' % c['for'].gatewayNotProgrammed,
           ),
           alert(
             'GatewayAddressMismatch',
             'gatewayAddressMismatch',
-            'max by (%s) (gateway_address_mismatch{%s}) == 1' % [obj(['namespace', 'gateway']), sel],
+            'max by (%s) %s == 1' % [obj(['namespace', 'gateway']), state('gateway_address_mismatch{%s}' % sel)],
             'Gateway {{ $labels.namespace }}/{{ $labels.gateway }} did not get the address it asks for.',
             'The status addresses of Gateway {{ $labels.namespace }}/{{ $labels.gateway }} differ from its spec.addresses: LB-IPAM could not give it the requested IP (taken, outside every pool), so DNS records and firewall rules that use the requested IP miss it. gateway_info shows the address it has.',
           ),
@@ -268,19 +284,21 @@ local promql = import '../lib/promql.libsonnet';
             'LBPoolExhausted',
             'lbPoolExhausted',
             |||
-              max by (%(pool)s) (loadbalancer_pool_ips{%(sel)s,state="available"}) <= %(threshold)d
+              max by (%(pool)s) %(available)s <= %(threshold)d
               and
               max by (%(pool)s) (loadbalancer_pool_ips{%(sel)s,state="total"}) > 0
               unless
               max by (%(pool)s) (loadbalancer_pool_disabled{%(sel)s}) == 1
-            ||| % { pool: obj(['pool']), sel: sel, threshold: c.poolAvailableIPsThreshold },
+              unless
+              max by (%(pool)s) (loadbalancer_pool_conflict{%(sel)s}) == 1
+            ||| % { pool: obj(['pool']), sel: sel, threshold: c.poolAvailableIPsThreshold, available: state('loadbalancer_pool_ips{%s,state="available"}' % sel) },
             'LB IP pool {{ $labels.pool }} is exhausted.',
             'CiliumLoadBalancerIPPool {{ $labels.pool }} has {{ $value }} IPs available: new LoadBalancer Services it selects stay pending (LoadBalancerIPPending). Add a block to the pool, or free IPs held by Services nobody uses: kubectl get svc -A --field-selector spec.type=LoadBalancer.',
           ),
           alert(
             'LBPoolConflict',
             'lbPoolConflict',
-            'max by (%s) (loadbalancer_pool_conflict{%s}) == 1' % [obj(['pool']), sel],
+            'max by (%s) %s == 1' % [obj(['pool']), state('loadbalancer_pool_conflict{%s}' % sel)],
             'LB IP pool {{ $labels.pool }} overlaps another pool.',
             'CiliumLoadBalancerIPPool {{ $labels.pool }} has the condition cilium.io/PoolConflict: it overlaps another pool, and Cilium allocates nothing from it. Remove the overlap (kubectl get ciliumloadbalancerippools -o yaml), then check LoadBalancerIPPending.',
           ),

@@ -50,7 +50,7 @@ Labels of every object.
 {{- define "lbprobe.labels" -}}
 helm.sh/chart: {{ include "lbprobe.chart" . }}
 {{ include "lbprobe.selectorLabels" . }}
-app.kubernetes.io/version: {{ default .Chart.AppVersion .Values.image.tag | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/version: {{ default .Chart.AppVersion .Values.image.tag | toString | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: lbprobe
 {{- with .Values.commonLabels }}
