@@ -92,7 +92,7 @@ var (
 	descARPSkipped = newGaugeDesc("loadbalancer_arp_skipped",
 		"1 when the ARP probe of the IP was not run, with the reason: holder_is_self (lbprobe runs on the node that holds the VIP, which cannot ARP its own VIP).", withLabel(lbIPLabels, "interface", "reason"))
 	descARPHolderMatch = newGaugeDesc("loadbalancer_arp_holder_match",
-		"1 when the lease holder's MAC (from ARP of its InternalIP) alone answered ARP for the IP, else 0; absent when the holder's MAC is unknown.", lbIPLabels)
+		"1 when the lease holder's MAC (from ARP of its InternalIP on the interface) alone answered ARP for the IP on the interface, else 0; absent when the holder's MAC is unknown there.", withLabel(lbIPLabels, "interface"))
 	descRouteInfo = newGaugeDesc("loadbalancer_route_info",
 		"1, with the interface and next hop (empty when on-link) the prober's host routes the IP through.", withLabel(lbIPLabels, "interface", "gateway"))
 	descRouteOK = newGaugeDesc("loadbalancer_route_ok",
@@ -135,7 +135,6 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 					gauge(descPortFailure, 1, append(labels, resultLabel(p.Result))...)
 				}
 			}
-			holderMatched := false
 			for _, a := range ip.ARP {
 				labels := []string{lb.Namespace, lb.Service, ipStr, a.Interface}
 				switch a.Reason {
@@ -154,9 +153,8 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 				if !a.Success {
 					gauge(descARPFailure, 1, append(labels, resultLabel(a.Result))...)
 				}
-				if a.HolderMatch != nil && !holderMatched {
-					holderMatched = true
-					gauge(descARPHolderMatch, boolToFloat64(*a.HolderMatch), lb.Namespace, lb.Service, ipStr)
+				if a.HolderMatch != nil {
+					gauge(descARPHolderMatch, boolToFloat64(*a.HolderMatch), labels...)
 				}
 			}
 			if rt := ip.Route; rt != nil {

@@ -149,9 +149,9 @@ gateway_tls_handshake_success{hostname="app.sbbh.cloud",ip="10.11.80.80",name=""
 # HELP loadbalancer_arp_failure_info 1 when the ARP probe of the IP failed, with the reason (timeout, not_applicable for IPv6, permission_denied, error).
 # TYPE loadbalancer_arp_failure_info gauge
 loadbalancer_arp_failure_info{interface="eth0",ip="10.11.80.81",namespace="kube-system",reason="timeout",service="internal"} 1
-# HELP loadbalancer_arp_holder_match 1 when the lease holder's MAC (from ARP of its InternalIP) alone answered ARP for the IP, else 0; absent when the holder's MAC is unknown.
+# HELP loadbalancer_arp_holder_match 1 when the lease holder's MAC (from ARP of its InternalIP on the interface) alone answered ARP for the IP on the interface, else 0; absent when the holder's MAC is unknown there.
 # TYPE loadbalancer_arp_holder_match gauge
-loadbalancer_arp_holder_match{ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 0
+loadbalancer_arp_holder_match{interface="eth0",ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 0
 # HELP loadbalancer_arp_reachable 1 when at least one host answered an ARP who-has for the IP on the interface in this scrape, else 0.
 # TYPE loadbalancer_arp_reachable gauge
 loadbalancer_arp_reachable{interface="eth0",ip="10.11.80.80",namespace="kube-system",service="cilium-gateway-external"} 1
@@ -272,9 +272,9 @@ func TestARPSkippedOnHolder(t *testing.T) {
 loadbalancer_arp_skipped{interface="eth0",ip="10.11.80.80",namespace="gateway",reason="holder_is_self",service="external"} 1
 `},
 		{"on another node", "k8s-opti-01", `
-# HELP loadbalancer_arp_holder_match 1 when the lease holder's MAC (from ARP of its InternalIP) alone answered ARP for the IP, else 0; absent when the holder's MAC is unknown.
+# HELP loadbalancer_arp_holder_match 1 when the lease holder's MAC (from ARP of its InternalIP on the interface) alone answered ARP for the IP on the interface, else 0; absent when the holder's MAC is unknown there.
 # TYPE loadbalancer_arp_holder_match gauge
-loadbalancer_arp_holder_match{ip="10.11.80.80",namespace="gateway",service="external"} 1
+loadbalancer_arp_holder_match{interface="eth0",ip="10.11.80.80",namespace="gateway",service="external"} 1
 # HELP loadbalancer_arp_reachable 1 when at least one host answered an ARP who-has for the IP on the interface in this scrape, else 0.
 # TYPE loadbalancer_arp_reachable gauge
 loadbalancer_arp_reachable{interface="eth0",ip="10.11.80.80",namespace="gateway",service="external"} 1

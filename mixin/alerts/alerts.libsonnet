@@ -151,9 +151,11 @@ local promql = import '../lib/promql.libsonnet';
           alert(
             'LoadBalancerL2LeaseFlapping',
             'loadBalancerL2LeaseFlapping',
-            'changes(namespace_service_lease:loadbalancer_l2_lease_transitions:max[%s]) >= %d' % [c.leaseFlapWindow, c.leaseFlapTransitions],
+            // increase(): takeovers between two evaluations all count, and a lease deleted and
+            // recreated (transitions back to 0) is a counter reset, not a negative change.
+            'increase(namespace_service_lease:loadbalancer_l2_lease_transitions:max[%s]) >= %d' % [c.leaseFlapWindow, c.leaseFlapTransitions],
             'L2 lease {{ $labels.lease }} keeps changing holder.',
-            'Lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) changed {{ $value }} times in %s. Each takeover moves the IP to another MAC and breaks open connections. Look for agents that restart or lose the API server (cilium-agent logs, node pressure), and consider longer l2announcements lease durations.' % c.leaseFlapWindow,
+            'Lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) changed holder about {{ $value | printf "%%.0f" }} times in %s. Each takeover moves the IP to another MAC and breaks open connections. Look for agents that restart or lose the API server (cilium-agent logs, node pressure), and consider longer l2announcements lease durations.' % c.leaseFlapWindow,
           ),
           alert(
             'LoadBalancerARPNoReply',
@@ -172,15 +174,14 @@ local promql = import '../lib/promql.libsonnet';
           alert(
             'LoadBalancerARPHolderMismatch',
             'loadBalancerARPHolderMismatch',
-            // Responders per IP over every interface: a MAC on one interface and none on another
-            // is still one answer.
+            // Per interface: on one where nobody or several answer, the other alerts speak.
             |||
               (loadbalancer_arp_holder_match{%(sel)s} == 0)
               unless on (%(on)s)
-              (sum by (%(on)s) (loadbalancer_arp_responders{%(sel)s}) != 1)
-            ||| % { sel: sel, on: same(['namespace', 'service', 'ip']) },
+              (loadbalancer_arp_responders{%(sel)s} != 1)
+            ||| % { sel: sel, on: same(['namespace', 'service', 'ip', 'interface']) },
             '{{ $labels.ip }} is answered by a node that does not hold its lease.',
-            'The only MAC that answers ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) is not the MAC of the lease holder, %s (loadbalancer_arp_responder_info names who answers). The node that lost the lease still announces the IP, or another host took it. Restart the Cilium agent on the answering node.' % holderText,
+            'The only MAC that answers ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) on {{ $labels.interface }} is not the MAC of the lease holder, %s (loadbalancer_arp_responder_info names who answers). The node that lost the lease still announces the IP, or another host took it. Restart the Cilium agent on the answering node.' % holderText,
           ),
         ],
       },

@@ -182,7 +182,7 @@ local g = import '../lib/dashboard.libsonnet';
         [
           g.column(
             'Changes',
-            'changes(namespace_service_lease:loadbalancer_l2_lease_transitions:max{%s}[$__range]) > 0' % k.rm(),
+            'round(increase(namespace_service_lease:loadbalancer_l2_lease_transitions:max{%s}[$__range])) > 0' % k.rm(),
             g.colorText { thresholds: g.steps([['text', null], ['orange', 1], ['red', c.leaseFlapTransitions]]) },
           ),
           // The current holder and how long it has held the lease, for the leases that changed.
@@ -191,7 +191,7 @@ local g = import '../lib/dashboard.libsonnet';
             |||
               max by (%(lease)s, holder) (loadbalancer_l2_lease_age_seconds{%(m)s})
               and on (%(lease)s)
-              changes(namespace_service_lease:loadbalancer_l2_lease_transitions:max{%(rm)s}[$__range]) > 0
+              round(increase(namespace_service_lease:loadbalancer_l2_lease_transitions:max{%(rm)s}[$__range])) > 0
             ||| % { lease: lease, m: m(), rm: k.rm() },
             { unit: 's', decimals: 0 },
           ),

@@ -266,7 +266,7 @@ func TestScenarios(t *testing.T) {
 			return errors.Join(e.check([]expect{
 				{name: "loadbalancer_arp_reachable", labels: arp, want: 1},
 				{name: "loadbalancer_arp_responders", labels: arp, want: 1},
-				{name: "loadbalancer_arp_holder_match", labels: ipLabels(svc, ip), want: 1},
+				{name: "loadbalancer_arp_holder_match", labels: arp, want: 1},
 				{name: "loadbalancer_l2_lease_transitions", labels: leaseLabels(nuc.Name), want: 1},
 			}), responders(e, svc, ip, nuc))
 		})
@@ -285,7 +285,7 @@ func TestScenarios(t *testing.T) {
 			return errors.Join(e.check([]expect{
 				{name: "loadbalancer_arp_reachable", labels: arp, want: 1},
 				{name: "loadbalancer_arp_responders", labels: arp, want: 1},
-				{name: "loadbalancer_arp_holder_match", labels: ipLabels(svc, ip), want: 1},
+				{name: "loadbalancer_arp_holder_match", labels: arp, want: 1},
 				{name: "loadbalancer_l2_lease_transitions", labels: leaseLabels(opti1.Name), want: 2},
 				{name: "loadbalancer_l2_lease_transitions", labels: leaseLabels(nuc.Name), absent: true},
 				{name: "loadbalancer_reachable", labels: ipLabels(svc, ip), want: 1},
@@ -305,7 +305,7 @@ func TestScenarios(t *testing.T) {
 			return errors.Join(e.check([]expect{
 				{name: "loadbalancer_arp_reachable", labels: arp, want: 1},
 				{name: "loadbalancer_arp_responders", labels: arp, want: 2},
-				{name: "loadbalancer_arp_holder_match", labels: ipLabels(svc, ip), want: 0},
+				{name: "loadbalancer_arp_holder_match", labels: arp, want: 0},
 			}), responders(e, svc, ip, opti1, opti2))
 		})
 	})
@@ -327,7 +327,7 @@ func TestScenarios(t *testing.T) {
 				{name: "loadbalancer_arp_responders", labels: arp, want: 0},
 				{name: "loadbalancer_arp_failure_info", labels: arp.with("reason", "timeout"), want: 1},
 				// k8s-opti-02's own IP still answers: its MAC is known.
-				{name: "loadbalancer_arp_holder_match", labels: ipLabels(svc, ip), want: 0},
+				{name: "loadbalancer_arp_holder_match", labels: arp, want: 0},
 				{name: "loadbalancer_reachable", labels: ipLabels(svc, ip), want: 0},
 				{name: "loadbalancer_port_reachable", labels: ipLabels(svc, ip).with("port", "80", "protocol", "TCP"), want: 0},
 			}), responders(e, svc, ip))
@@ -376,7 +376,7 @@ func TestScenarios(t *testing.T) {
 			return errors.Join(e.check([]expect{
 				{name: "loadbalancer_route_info", labels: ext.with("interface", lab.Interface, "gateway", ""), want: 1},
 				{name: "loadbalancer_route_ok", labels: ext, want: 1},
-				{name: "loadbalancer_arp_holder_match", labels: ext, want: 1},
+				{name: "loadbalancer_arp_holder_match", labels: ext.with("interface", lab.Interface), want: 1},
 				{name: "loadbalancer_reachable", labels: ext, want: 1},
 			}), func() error {
 				if got := e.matching("loadbalancer_arp_reachable", labels{"namespace": scenarioNS}); len(got) > 0 {
