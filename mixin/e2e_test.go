@@ -217,6 +217,34 @@ func (p *prometheus) alerts(ctx context.Context) ([]alert, error) {
 	return resp.Data.Alerts, nil
 }
 
+// queryError runs an instant query and returns Prometheus' error for it, if any, and how many
+// series it returned.
+func (p *prometheus) queryError(ctx context.Context, q string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/api/v1/query?query="+url.QueryEscape(q), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, fmt.Errorf("decode: %w", err)
+	}
+	if body.Status != "success" {
+		return 0, fmt.Errorf("%s: %s", resp.Status, body.Error)
+	}
+	return len(body.Data.Result), nil
+}
+
 // query returns the number of series an instant query returns.
 func (p *prometheus) query(ctx context.Context, q string) (int, error) {
 	body, err := get(ctx, p.client, p.url+"/api/v1/query?query="+url.QueryEscape(q))
@@ -381,5 +409,27 @@ func TestSandbox(t *testing.T) {
 		}
 		sb.SetLeaseRenewal(seed.GatewayNS, "cilium-gateway-internal", true)
 		prom.waitState(t, "LoadBalancerL2LeaseExpired", leaseAlert, "", 20*time.Second)
+
+		// Every dashboard query runs in Prometheus without an error (a join that matches many to
+		// many, say, fails only on real data), with the variables set to the sandbox's objects.
+		vars := map[string]string{
+			"cluster": ".*", "instance": ".*", "hostname": ".*",
+			"namespace": seed.GatewayNS, "service": "cilium-gateway-external", "gateway": "external",
+		}
+		var withData, total int
+		for _, e := range dashboardExpressionsWith(t, vars) {
+			n, err := prom.queryError(ctx, e.expr)
+			if err != nil {
+				t.Errorf("%s: %v\n%s", e.where, err, e.expr)
+			}
+			total++
+			if n > 0 {
+				withData++
+			}
+		}
+		t.Logf("dashboard queries: %d of %d return series from the sandbox", withData, total)
+		if withData < total/2 {
+			t.Errorf("only %d of %d dashboard queries return series from the sandbox", withData, total)
+		}
 	})
 }

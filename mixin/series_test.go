@@ -107,13 +107,27 @@ var (
 	labelValues     = regexp.MustCompile(`^\s*label_values\((.*),\s*(\w+)\s*\)\s*$`)
 )
 
-func substituteGrafana(expr string) string {
-	return grafanaVariable.ReplaceAllString(grafanaRange.ReplaceAllString(expr, "5m"), "x")
+// substituteGrafanaWith replaces the range variables by 5m, the variables named in values by
+// their value and the others by "x".
+func substituteGrafanaWith(expr string, values map[string]string) string {
+	return grafanaVariable.ReplaceAllStringFunc(grafanaRange.ReplaceAllString(expr, "5m"), func(v string) string {
+		name := strings.Trim(v, "${}")
+		name, _, _ = strings.Cut(name, ":")
+		if value, ok := values[name]; ok {
+			return value
+		}
+		return "x"
+	})
 }
 
 // dashboardExpressions returns the expr of every panel target and the query of every variable
-// (label_values(selector, label) gives the selector, with the label as a `by` of a count).
+// (label_values(selector, label) gives the selector, with the label as a `by` of a count), with
+// the Grafana variables replaced (see substituteGrafanaWith).
 func dashboardExpressions(t testing.TB) []expression {
+	return dashboardExpressionsWith(t, nil)
+}
+
+func dashboardExpressionsWith(t testing.TB, values map[string]string) []expression {
 	t.Helper()
 	files, err := filepath.Glob("generated/dashboards/*.json")
 	if err != nil || len(files) == 0 {
@@ -131,7 +145,7 @@ func dashboardExpressions(t testing.TB) []expression {
 		}
 		walkJSON(dash, f, func(where string, obj map[string]any) {
 			if e, ok := obj["expr"].(string); ok && e != "" {
-				exprs = append(exprs, expression{where, substituteGrafana(e)})
+				exprs = append(exprs, expression{where, substituteGrafanaWith(e, values)})
 			}
 			if obj["type"] == "query" {
 				q := obj["query"]
@@ -140,7 +154,7 @@ func dashboardExpressions(t testing.TB) []expression {
 				}
 				s, _ := q.(string)
 				if m := labelValues.FindStringSubmatch(s); m != nil {
-					exprs = append(exprs, expression{where, substituteGrafana(fmt.Sprintf("count by (%s) (%s)", m[2], m[1]))})
+					exprs = append(exprs, expression{where, substituteGrafanaWith(fmt.Sprintf("count by (%s) (%s)", m[2], m[1]), values)})
 				} else if s != "" {
 					t.Errorf("%s: variable query %q is not label_values(selector, label)", where, s)
 				}
