@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"regexp"
 	"sync"
@@ -14,11 +13,25 @@ import (
 	"github.com/lbprobe/lbprobe/probe"
 )
 
-// Options tune the engine. They may change on a config reload.
-type Options struct {
-	// Concurrency bounds how many probes run at once (across rounds).
+// Config is what an engine is built with; it does not change while the
+// engine runs.
+type Config struct {
+	// Concurrency bounds how many probes run at once, across rounds and
+	// debug probes; at least 1.
 	Concurrency int
-	// ProbeTimeout bounds each probe.
+	// Probers are the probe functions; the zero value probes the network.
+	Probers Probers
+	// Logger receives the engine's log lines; nil discards them.
+	Logger *slog.Logger
+	// Options are the round options in force until the first SetOptions.
+	Options Options
+}
+
+// Options tune the rounds. An engine holds one immutable Options value and
+// SetOptions replaces it whole (a config reload), so that every round runs
+// with one consistent set: a round reads it once, when it starts.
+type Options struct {
+	// ProbeTimeout bounds each probe; 0 means 5 s.
 	ProbeTimeout time.Duration
 	// DNSTransport is "udp" (TCP fallback on truncation) or "tcp".
 	DNSTransport string
@@ -34,95 +47,13 @@ type Options struct {
 	NodeName string
 }
 
-// Prober runs the probers of package probe. Tests and the engine use
-// DefaultProber; it is an interface so that the engine can be measured
-// without a network.
-type Prober interface {
-	TCP(ctx context.Context, addr netip.AddrPort, logger *slog.Logger) probe.Result
-	UDPDNS(ctx context.Context, addr netip.AddrPort, logger *slog.Logger) probe.Result
-	ICMP(ctx context.Context, ip netip.Addr, opts probe.ICMPOptions, logger *slog.Logger) probe.ICMPResult
-	DNS(ctx context.Context, server, name string, expect []netip.Addr, opts probe.DNSOptions, logger *slog.Logger) probe.DNSResult
-	TLS(ctx context.Context, addr netip.AddrPort, serverName string, opts probe.TLSOptions, logger *slog.Logger) probe.TLSResult
-	ARP(ctx context.Context, ip netip.Addr, opts probe.ARPOptions, logger *slog.Logger) probe.ARPResult
-	Route(ip netip.Addr) (probe.RouteResult, error)
-	// Interfaces lists the host's interfaces that are up and have an IPv4 address.
-	Interfaces() ([]string, error)
-}
-
-// DefaultProber calls the real probers of package probe.
-type DefaultProber struct{}
-
-var _ Prober = DefaultProber{}
-
-// TCP implements Prober.
-func (DefaultProber) TCP(ctx context.Context, addr netip.AddrPort, l *slog.Logger) probe.Result {
-	return probe.TCP(ctx, addr, l)
-}
-
-// UDPDNS implements Prober.
-func (DefaultProber) UDPDNS(ctx context.Context, addr netip.AddrPort, l *slog.Logger) probe.Result {
-	return probe.UDPDNS(ctx, addr, l)
-}
-
-// ICMP implements Prober.
-func (DefaultProber) ICMP(ctx context.Context, ip netip.Addr, o probe.ICMPOptions, l *slog.Logger) probe.ICMPResult {
-	return probe.ICMP(ctx, ip, o, l)
-}
-
-// DNS implements Prober.
-func (DefaultProber) DNS(ctx context.Context, server, name string, expect []netip.Addr, o probe.DNSOptions, l *slog.Logger) probe.DNSResult {
-	return probe.DNS(ctx, server, name, expect, o, l)
-}
-
-// TLS implements Prober.
-func (DefaultProber) TLS(ctx context.Context, addr netip.AddrPort, sni string, o probe.TLSOptions, l *slog.Logger) probe.TLSResult {
-	return probe.TLS(ctx, addr, sni, o, l)
-}
-
-// ARP implements Prober.
-func (DefaultProber) ARP(ctx context.Context, ip netip.Addr, o probe.ARPOptions, l *slog.Logger) probe.ARPResult {
-	return probe.ARP(ctx, ip, o, l)
-}
-
-// Route implements Prober.
-func (DefaultProber) Route(ip netip.Addr) (probe.RouteResult, error) { return probe.Route(ip) }
-
-// Interfaces implements Prober.
-func (DefaultProber) Interfaces() ([]string, error) {
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		return nil, fmt.Errorf("listing interfaces: %w", err)
-	}
-	var out []string
-	for _, ifc := range ifaces {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
-				out = append(out, ifc.Name)
-				break
-			}
-		}
-	}
-	return out, nil
-}
-
-// SetL2Checks changes the ARP and route checks for rounds that start later.
-func (e *Engine) SetL2Checks(arpInterfaces *regexp.Regexp, routeCheck bool, routeExpect *regexp.Regexp, nodeName string) {
-	o := *e.opts.Load()
-	o.ARPInterfaces, o.RouteCheck, o.RouteExpect, o.NodeName = arpInterfaces, routeCheck, routeExpect, nodeName
-	e.opts.Store(&o)
-}
+// defaultProbeTimeout applies when Options.ProbeTimeout is 0.
+const defaultProbeTimeout = 5 * time.Second
 
 // Engine runs rounds of probes over the targets of its sources.
 type Engine struct {
 	sources []Source
-	prober  Prober
+	probers Probers
 	logger  *slog.Logger
 	opts    atomic.Pointer[Options]
 	sem     chan struct{} // bounds concurrent probes across rounds and debug probes
@@ -137,35 +68,24 @@ type Engine struct {
 	onRoundDone func(*RoundResult)
 }
 
-// NewEngine returns an engine over sources. A nil prober means DefaultProber.
-func NewEngine(opts Options, prober Prober, logger *slog.Logger, sources ...Source) *Engine {
-	if prober == nil {
-		prober = DefaultProber{}
+// NewEngine returns an engine over sources.
+func NewEngine(cfg Config, sources ...Source) *Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	e := &Engine{
+		sources: sources,
+		probers: cfg.Probers.withDefaults(),
+		logger:  cfg.Logger,
+		sem:     make(chan struct{}, max(cfg.Concurrency, 1)),
 	}
-	if opts.Concurrency < 1 {
-		opts.Concurrency = 1
-	}
-	e := &Engine{sources: sources, prober: prober, logger: logger, sem: make(chan struct{}, opts.Concurrency)}
-	e.opts.Store(&opts)
+	e.SetOptions(cfg.Options)
 	return e
 }
 
-// SetProbeTimeout changes the per-probe timeout for rounds that start later.
-func (e *Engine) SetProbeTimeout(d time.Duration) {
-	o := *e.opts.Load()
-	o.ProbeTimeout = d
-	e.opts.Store(&o)
-}
-
-// SetDNSTransport changes the DNS transport for rounds that start later.
-func (e *Engine) SetDNSTransport(t string) {
-	o := *e.opts.Load()
-	o.DNSTransport = t
-	e.opts.Store(&o)
-}
+// SetOptions replaces the round options for rounds that start later; a
+// round in flight keeps the options it started with.
+func (e *Engine) SetOptions(o Options) { e.opts.Store(&o) }
 
 // Options returns the options in force.
 func (e *Engine) Options() Options { return *e.opts.Load() }
@@ -267,7 +187,7 @@ func (e *Engine) newRound(t Targets, budget time.Duration, logger *slog.Logger) 
 	opts := e.Options()
 	var arpIfaces []string
 	if opts.ARPInterfaces != nil {
-		all, err := e.prober.Interfaces()
+		all, err := e.probers.Interfaces()
 		if err != nil {
 			e.logger.Warn("ARP probes skipped", "err", err)
 		}
@@ -317,7 +237,7 @@ func (r *round) run(e *Engine) {
 				case <-ctx.Done():
 					return
 				}
-				o := r.runJob(ctx, e.prober, r.jobs[i])
+				o := r.runJob(ctx, e.probers, r.jobs[i])
 				<-e.sem
 				r.mu.Lock()
 				r.outcomes[i] = o
@@ -328,10 +248,10 @@ func (r *round) run(e *Engine) {
 	wg.Wait()
 }
 
-func (r *round) runJob(ctx context.Context, p Prober, j job) outcome {
+func (r *round) runJob(ctx context.Context, p Probers, j job) outcome {
 	timeout := r.opts.ProbeTimeout
 	if timeout <= 0 {
-		timeout = 5 * time.Second
+		timeout = defaultProbeTimeout
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

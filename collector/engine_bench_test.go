@@ -31,7 +31,7 @@ func BenchmarkRoundTCP(b *testing.B) {
 					Ports: []Port{{Port: ap.Port(), Protocol: "TCP", Probe: ProbeTCP}},
 				})
 			}
-			e := NewEngine(Options{Concurrency: 128, ProbeTimeout: 5 * time.Second}, nil, nil, SourceFunc(func() Targets { return t }))
+			e := NewEngine(Config{Concurrency: 128, Options: Options{ProbeTimeout: 5 * time.Second}}, SourceFunc(func() Targets { return t }))
 			before := cpuTime(b)
 			var m0 runtime.MemStats
 			runtime.ReadMemStats(&m0)

@@ -13,7 +13,7 @@ import (
 	"github.com/lbprobe/lbprobe/probe"
 )
 
-// gateProber is a Prober whose TCP probes block until the gate opens or
+// gateProber is a TCP probe function whose probes block until the gate opens or
 // their context ends, and that records how many ran at once. The other
 // kinds succeed at once. It tests the engine's scheduling, not the network
 // (the probers and the binary are tested against real peers).
@@ -51,29 +51,9 @@ func (g *gateProber) TCP(ctx context.Context, _ netip.AddrPort, _ *slog.Logger) 
 	}
 }
 
-func (g *gateProber) UDPDNS(context.Context, netip.AddrPort, *slog.Logger) probe.Result {
-	return probe.Result{Success: true}
-}
-
-func (g *gateProber) ICMP(context.Context, netip.Addr, probe.ICMPOptions, *slog.Logger) probe.ICMPResult {
-	return probe.ICMPResult{Result: probe.Result{Success: true}, RTT: time.Millisecond}
-}
-
-func (g *gateProber) DNS(context.Context, string, string, []netip.Addr, probe.DNSOptions, *slog.Logger) probe.DNSResult {
-	return probe.DNSResult{Result: probe.Result{Success: true}, Verdict: "correct"}
-}
-
-func (g *gateProber) ARP(context.Context, netip.Addr, probe.ARPOptions, *slog.Logger) probe.ARPResult {
-	return probe.ARPResult{Result: probe.Result{Success: true}}
-}
-
-func (g *gateProber) Route(netip.Addr) (probe.RouteResult, error) { return probe.RouteResult{}, nil }
-
-func (g *gateProber) Interfaces() ([]string, error) { return nil, nil }
-
-func (g *gateProber) TLS(context.Context, netip.AddrPort, string, probe.TLSOptions, *slog.Logger) probe.TLSResult {
-	return probe.TLSResult{Result: probe.Result{Success: true}, HandshakeOK: true, Verified: true}
-}
+// probers returns the engine's probe functions: the gated TCP probe; every
+// other kind is left to package probe (the targets here have only TCP ports).
+func (g *gateProber) probers() Probers { return Probers{TCP: g.TCP} }
 
 // lbTargets returns n load balancers with one TCP port each on 127.0.0.1.
 func lbTargets(n int) Targets {
@@ -103,7 +83,7 @@ func TestEngineConcurrencyBound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newGateProber()
 			targets := lbTargets(tc.targets)
-			e := NewEngine(Options{Concurrency: tc.concurrency, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
+			e := NewEngine(Config{Concurrency: tc.concurrency, Probers: p.probers(), Options: Options{ProbeTimeout: time.Minute}}, SourceFunc(func() Targets { return targets }))
 			done := make(chan *RoundResult)
 			go func() { done <- e.Probe(t.Context(), time.Minute) }()
 			want := min(tc.concurrency, tc.targets)
@@ -130,7 +110,7 @@ func TestEngineConcurrencyBound(t *testing.T) {
 func TestEngineCoalescesScrapes(t *testing.T) {
 	p := newGateProber()
 	targets := lbTargets(3)
-	e := NewEngine(Options{Concurrency: 8, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
+	e := NewEngine(Config{Concurrency: 8, Probers: p.probers(), Options: Options{ProbeTimeout: time.Minute}}, SourceFunc(func() Targets { return targets }))
 
 	var wg sync.WaitGroup
 	results := make([]*RoundResult, 2)
@@ -167,7 +147,7 @@ func TestEngineCoalescesScrapes(t *testing.T) {
 func TestEngineDeadlineReportsTimeouts(t *testing.T) {
 	p := newGateProber() // the gate never opens
 	targets := lbTargets(5)
-	e := NewEngine(Options{Concurrency: 2, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
+	e := NewEngine(Config{Concurrency: 2, Probers: p.probers(), Options: Options{ProbeTimeout: time.Minute}}, SourceFunc(func() Targets { return targets }))
 	start := time.Now()
 	r := e.Probe(t.Context(), 200*time.Millisecond)
 	if elapsed := time.Since(start); elapsed > 2*time.Second {
@@ -187,7 +167,7 @@ func TestEngineDeadlineReportsTimeouts(t *testing.T) {
 func TestEngineScrapeContextEndsFirst(t *testing.T) {
 	p := newGateProber()
 	targets := lbTargets(2)
-	e := NewEngine(Options{Concurrency: 2, ProbeTimeout: time.Minute}, p, nil, SourceFunc(func() Targets { return targets }))
+	e := NewEngine(Config{Concurrency: 2, Probers: p.probers(), Options: Options{ProbeTimeout: time.Minute}}, SourceFunc(func() Targets { return targets }))
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	r := e.Probe(ctx, time.Minute)
@@ -230,4 +210,41 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func TestEngineSetOptionsAppliesToLaterRounds(t *testing.T) {
+	// Each TCP probe reports how long its context gives it, then waits
+	// for the gate.
+	budgets := make(chan time.Duration, 4)
+	gate := make(chan struct{})
+	tcp := func(ctx context.Context, _ netip.AddrPort, _ *slog.Logger) probe.Result {
+		deadline, _ := ctx.Deadline()
+		budgets <- time.Until(deadline)
+		<-gate
+		return probe.Result{Success: true}
+	}
+	targets := lbTargets(2)
+	e := NewEngine(Config{Concurrency: 1, Probers: Probers{TCP: tcp}, Options: Options{ProbeTimeout: time.Minute}},
+		SourceFunc(func() Targets { return targets }))
+	done := make(chan *RoundResult)
+	go func() { done <- e.Probe(t.Context(), time.Hour) }()
+	first := <-budgets
+	// With a concurrency of 1, the round's second probe starts after this
+	// change: it must still get the options the round started with.
+	e.SetOptions(Options{ProbeTimeout: time.Second})
+	close(gate)
+	second := <-budgets
+	<-done
+	for i, got := range []time.Duration{first, second} {
+		if got < 50*time.Second || got > time.Minute {
+			t.Errorf("probe %d of the first round got %v, want about the round's 1m probe timeout", i+1, got)
+		}
+	}
+	go func() { done <- e.Probe(t.Context(), time.Hour) }()
+	for range 2 {
+		if got := <-budgets; got > time.Second {
+			t.Errorf("a probe of the next round got %v, want at most the new 1s probe timeout", got)
+		}
+	}
+	<-done
 }

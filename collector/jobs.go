@@ -24,6 +24,18 @@ const (
 	kindRoute    jobKind = "route"
 )
 
+// jobKinds lists every job kind, in the order the documentation gives them.
+var jobKinds = []jobKind{kindTCP, kindUDPDNS, kindICMP, kindDNS, kindTLS, kindListener, kindARP, kindNodeARP, kindRoute}
+
+// ProbeKinds returns the `kind` label values of lbprobe_probes_total.
+func ProbeKinds() []string {
+	out := make([]string, len(jobKinds))
+	for i, k := range jobKinds {
+		out[i] = string(k)
+	}
+	return out
+}
+
 // job is one probe of one round. lb, host and listener index into the
 // round's targets (-1 when not used).
 type job struct {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,6 +28,14 @@ type tableProber struct {
 	tls   map[netip.AddrPort]probe.TLSResult
 	arp   map[string]probe.ARPResult // interface + " " + ip
 	route map[netip.Addr]probe.RouteResult
+}
+
+// probers returns the table's answers as the engine's probe functions.
+func (p tableProber) probers() Probers {
+	return Probers{
+		TCP: p.TCP, UDPDNS: p.UDPDNS, ICMP: p.ICMP, DNS: p.DNS, TLS: p.TLS, ARP: p.ARP,
+		Route: p.Route, Interfaces: p.Interfaces,
+	}
 }
 
 func (p tableProber) ARP(_ context.Context, ip netip.Addr, o probe.ARPOptions, _ *slog.Logger) probe.ARPResult {
@@ -121,11 +130,24 @@ func TestRoundResultCollect(t *testing.T) {
 			{Namespace: "gateway", Gateway: "internal", Listener: "dns", Address: ip2, Port: 53, Protocol: "UDP"},
 		},
 	}
-	e := NewEngine(Options{
-		Concurrency: 4, ProbeTimeout: time.Second,
+	e := NewEngine(Config{Concurrency: 4, Probers: p.probers(), Options: Options{
+		ProbeTimeout:  time.Second,
 		ARPInterfaces: regexp.MustCompile(`^eth`), RouteCheck: true, RouteExpect: regexp.MustCompile(`^eth`),
-	}, p, nil, SourceFunc(func() Targets { return targets }))
+	}}, SourceFunc(func() Targets { return targets }))
 	r := e.Probe(t.Context(), time.Minute)
+
+	// The round runs every kind of probe; ProbeKinds (the HELP of
+	// lbprobe_probes_total and the README) must name each.
+	seen := map[jobKind]bool{}
+	for _, j := range r.Jobs {
+		if !slices.Contains(jobKinds, j.kind) {
+			t.Errorf("job kind %q is not in jobKinds", j.kind)
+		}
+		seen[j.kind] = true
+	}
+	if len(seen) != len(jobKinds) {
+		t.Errorf("the round ran %d of the %d job kinds: %v", len(seen), len(jobKinds), seen)
+	}
 
 	want := `
 # HELP gateway_dns_answer_correct 1 when the server's answer for the hostname is exactly the expected address set, else 0.
@@ -282,8 +304,9 @@ loadbalancer_arp_reachable{interface="eth0",ip="10.11.80.80",namespace="gateway"
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := NewEngine(Options{Concurrency: 2, ProbeTimeout: time.Second, ARPInterfaces: regexp.MustCompile(`^eth0$`), NodeName: tc.nodeName},
-				p, nil, SourceFunc(func() Targets { return targets }))
+			e := NewEngine(Config{Concurrency: 2, Probers: p.probers(), Options: Options{
+				ProbeTimeout: time.Second, ARPInterfaces: regexp.MustCompile(`^eth0$`), NodeName: tc.nodeName,
+			}}, SourceFunc(func() Targets { return targets }))
 			r := e.Probe(t.Context(), time.Minute)
 			err := testutil.CollectAndCompare(r, strings.NewReader(tc.want),
 				"loadbalancer_arp_skipped", "loadbalancer_arp_holder_match", "loadbalancer_arp_reachable")

@@ -206,20 +206,6 @@ func arpWindowEnd(ctx context.Context, start time.Time, wait time.Duration) time
 	return start.Add(defaultARPWait)
 }
 
-// hasIPv4 reports whether ifi has an IPv4 address.
-func hasIPv4(ifi *net.Interface) bool {
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
-			return true
-		}
-	}
-	return false
-}
-
 // arpReplyFrom returns the sender hardware address of frame when it is an
 // ARP reply for ip that the interface (with hardware address own) did not
 // send itself.

@@ -181,14 +181,23 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		self.registry.MustRegister(disc)
 	}
 
-	engine := collector.NewEngine(collector.Options{
-		Concurrency:  f.concurrency,
-		ProbeTimeout: f.probeTimeout,
-	}, nil, logger.With("component", "engine"), sources...)
+	// The round options the flags set; each config reload applies the
+	// file's settings over them, in one swap.
+	flagOptions := collector.Options{
+		ProbeTimeout:  f.probeTimeout,
+		ARPInterfaces: optionalRegexp(f.arpInterface),
+		RouteCheck:    f.routeCheck,
+		RouteExpect:   optionalRegexp(f.routeExpect),
+		NodeName:      f.nodeName,
+	}
+	engine := collector.NewEngine(collector.Config{
+		Concurrency: f.concurrency,
+		Logger:      logger.With("component", "engine"),
+		Options:     flagOptions,
+	}, sources...)
 	engine.OnRoundDone(self.observeRound)
-	engine.SetL2Checks(optionalRegexp(f.arpInterface), f.routeCheck, optionalRegexp(f.routeExpect), f.nodeName)
 
-	configs := newConfigManager(f.configFile, f.probeTimeout, engine, static, self, logger.With("component", "config"))
+	configs := newConfigManager(f.configFile, flagOptions, engine, static, self, logger.With("component", "config"))
 	configs.kube = disc
 	if err := configs.Reload(); err != nil {
 		return fmt.Errorf("loading configuration: %w", err)

@@ -19,7 +19,7 @@ import (
 // load or to yield targets is rejected whole and the old config keeps serving.
 type configManager struct {
 	path         string
-	flagTimeout  time.Duration
+	flagOptions  collector.Options // what the flags set; the file's settings go over them
 	engine       *collector.Engine
 	static       *collector.StaticSource
 	kube         *kube.Discovery // nil when Kubernetes discovery is off
@@ -31,8 +31,8 @@ type configManager struct {
 	lastReloadAt time.Time
 }
 
-func newConfigManager(path string, flagTimeout time.Duration, engine *collector.Engine, static *collector.StaticSource, self *selfMetrics, logger *slog.Logger) *configManager {
-	return &configManager{path: path, flagTimeout: flagTimeout, engine: engine, static: static, self: self, logger: logger}
+func newConfigManager(path string, flagOptions collector.Options, engine *collector.Engine, static *collector.StaticSource, self *selfMetrics, logger *slog.Logger) *configManager {
+	return &configManager{path: path, flagOptions: flagOptions, engine: engine, static: static, self: self, logger: logger}
 }
 
 // Reload reads the config file and applies it when it is valid.
@@ -65,10 +65,11 @@ func (m *configManager) apply() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.path, err)
 	}
-	timeout := m.flagTimeout
+	opts := m.flagOptions
 	if cfg.Probe.Timeout > 0 {
-		timeout = cfg.Probe.Timeout
+		opts.ProbeTimeout = cfg.Probe.Timeout
 	}
+	opts.DNSTransport = cfg.DNS.Transport
 	var kubeSettings kube.Settings
 	if m.kube != nil {
 		kubeSettings = kube.Settings{DNSDomain: cfg.DNS.Domain, DNSServers: cfg.DNS.Servers}
@@ -81,14 +82,13 @@ func (m *configManager) apply() error {
 			kubeSettings.TLS.RootCAs = pool
 		}
 	}
-	m.engine.SetProbeTimeout(timeout)
+	m.engine.SetOptions(opts)
 	if m.kube != nil {
 		m.kube.Configure(kubeSettings)
 	}
-	m.engine.SetDNSTransport(cfg.DNS.Transport)
 	m.static.Set(targets)
 	m.logger.Info("configuration loaded", "file", m.path,
-		"loadbalancers", len(targets.LoadBalancers), "hostnames", len(targets.Hostnames), "probe_timeout", timeout)
+		"loadbalancers", len(targets.LoadBalancers), "hostnames", len(targets.Hostnames), "probe_timeout", opts.ProbeTimeout)
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -31,7 +33,7 @@ func newSelfMetrics() *selfMetrics {
 		}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lbprobe_probes_total",
-			Help: "Probes run by finished rounds, by kind (tcp, udp_dns, icmp, dns, tls) and result (success or the failure reason).",
+			Help: "Probes run by finished rounds, by kind (" + strings.Join(collector.ProbeKinds(), ", ") + ") and result (success or the failure reason).",
 		}, []string{"kind", "result"}),
 		rounds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lbprobe_rounds_total",

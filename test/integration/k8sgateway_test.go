@@ -121,7 +121,7 @@ func TestDNSVerdictsAgreeWithK8sGateway(t *testing.T) {
 	if err := d.WaitForSync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := collector.NewEngine(collector.Options{Concurrency: 16, ProbeTimeout: 2 * time.Second}, nil, logger, d)
+	e := collector.NewEngine(collector.Config{Concurrency: 16, Logger: logger, Options: collector.Options{ProbeTimeout: 2 * time.Second}}, d)
 
 	// Every verdict agrees with a direct question to k8s_gateway: the
 	// addresses lbprobe saw are what a client gets, and "correct" means
