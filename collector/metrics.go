@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,11 +28,17 @@ func newGaugeDesc(name, help string, labels []string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, labels, nil)
 }
 
-func boolToFloat64(b bool) float64 {
+// BoolValue is the value of a boolean gauge: 1 for true, 0 for false.
+func BoolValue(b bool) float64 {
 	if b {
 		return 1
 	}
 	return 0
+}
+
+// Gauge sends a const gauge; labels are the values of desc's variable labels.
+func Gauge(ch chan<- prometheus.Metric, desc *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
 }
 
 // Descriptors of the series a round produces. Names and label sets are a
@@ -115,21 +122,19 @@ func (r *RoundResult) Describe(chan<- *prometheus.Desc) {}
 // Collect implements prometheus.Collector: it emits the round's series as
 // const metrics.
 func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) { Gauge(ch, d, v, labels...) }
 	var nIPs, nPorts, nDNS, nTLS int
 	for _, lb := range r.LoadBalancers() {
 		for _, ip := range lb.IPs {
 			nIPs++
 			ipStr := ip.IP.String()
 			if ip.Probed {
-				gauge(descLBReachable, boolToFloat64(ip.Reachable), lb.Namespace, lb.Service, ipStr)
+				gauge(descLBReachable, BoolValue(ip.Reachable), lb.Namespace, lb.Service, ipStr)
 			}
 			for _, p := range ip.Ports {
 				nPorts++
 				labels := []string{lb.Namespace, lb.Service, ipStr, strconv.Itoa(int(p.Port)), p.Protocol}
-				gauge(descPortReachable, boolToFloat64(p.Result.Success), labels...)
+				gauge(descPortReachable, BoolValue(p.Result.Success), labels...)
 				gauge(descPortDuration, p.Result.Duration.Seconds(), labels...)
 				if !p.Result.Success {
 					gauge(descPortFailure, 1, append(labels, resultLabel(p.Result))...)
@@ -145,7 +150,7 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 					gauge(descARPSkipped, 1, append(labels, string(a.Reason))...)
 					continue
 				}
-				gauge(descARPReachable, boolToFloat64(a.Success), labels...)
+				gauge(descARPReachable, BoolValue(a.Success), labels...)
 				gauge(descARPResponders, float64(len(a.MACs)), labels...)
 				for i, mac := range a.MACs {
 					gauge(descARPResponder, 1, append(labels, mac.String(), a.Nodes[i])...)
@@ -154,7 +159,7 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 					gauge(descARPFailure, 1, append(labels, resultLabel(a.Result))...)
 				}
 				if a.HolderMatch != nil {
-					gauge(descARPHolderMatch, boolToFloat64(*a.HolderMatch), labels...)
+					gauge(descARPHolderMatch, BoolValue(*a.HolderMatch), labels...)
 				}
 			}
 			if rt := ip.Route; rt != nil {
@@ -165,10 +170,10 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 					}
 					gauge(descRouteInfo, 1, lb.Namespace, lb.Service, ipStr, rt.Interface, gw)
 				}
-				gauge(descRouteOK, boolToFloat64(rt.Result.Success), lb.Namespace, lb.Service, ipStr)
+				gauge(descRouteOK, BoolValue(rt.Result.Success), lb.Namespace, lb.Service, ipStr)
 			}
 			if ip.ICMP != nil {
-				gauge(descICMPReachable, boolToFloat64(ip.ICMP.Success), lb.Namespace, lb.Service, ipStr)
+				gauge(descICMPReachable, BoolValue(ip.ICMP.Success), lb.Namespace, lb.Service, ipStr)
 				if ip.ICMP.Success {
 					gauge(descICMPRTT, ip.ICMP.RTT.Seconds(), lb.Namespace, lb.Service, ipStr)
 				} else {
@@ -182,19 +187,19 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 		for _, d := range h.DNS {
 			nDNS++
 			labels := []string{d.Server, h.Hostname.Hostname, h.Source, h.Namespace, h.Name}
-			gauge(descDNSCorrect, boolToFloat64(d.Result.Success), labels...)
+			gauge(descDNSCorrect, BoolValue(d.Result.Success), labels...)
 			gauge(descDNSResult, 1, append(labels, string(d.Result.Verdict))...)
 			gauge(descDNSDuration, d.Result.Duration.Seconds(), labels...)
-			gauge(descDNSAnswer, 1, append(labels, joinAddrs(d.Result.Addresses), joinAddrs(h.Expect))...)
+			gauge(descDNSAnswer, 1, append(labels, JoinAddrs(d.Result.Addresses), JoinAddrs(h.Expect))...)
 		}
 		for _, t := range h.TLS {
 			nTLS++
 			labels := []string{h.Hostname.Hostname, t.IP.String(), strconv.Itoa(int(t.Port)), h.Source, h.Namespace, h.Name}
-			gauge(descTLSSuccess, boolToFloat64(t.Result.HandshakeOK), labels...)
-			gauge(descTLSVerified, boolToFloat64(t.Result.Verified), labels...)
+			gauge(descTLSSuccess, BoolValue(t.Result.HandshakeOK), labels...)
+			gauge(descTLSVerified, BoolValue(t.Result.Verified), labels...)
 			gauge(descTLSDuration, t.Result.Duration.Seconds(), labels...)
 			if !t.Result.NotAfter.IsZero() {
-				gauge(descTLSCovers, boolToFloat64(t.Result.CoversHostname), labels...)
+				gauge(descTLSCovers, BoolValue(t.Result.CoversHostname), labels...)
 				gauge(descTLSNotAfter, float64(t.Result.NotAfter.Unix()), labels...)
 			}
 			if !t.Result.Success {
@@ -209,7 +214,7 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 		}
 		nListeners++
 		labels := []string{l.Namespace, l.Gateway, l.Listener, l.Address.String(), strconv.Itoa(int(l.Port))}
-		gauge(descListenerReachable, boolToFloat64(l.Result.Success), labels...)
+		gauge(descListenerReachable, BoolValue(l.Result.Success), labels...)
 		gauge(descListenerDuration, l.Result.Duration.Seconds(), labels...)
 		if !l.Result.Success {
 			gauge(descListenerFailure, 1, append(labels, resultLabel(l.Result))...)
@@ -226,8 +231,9 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 	gauge(descTargets, float64(nListeners), "gateway_listener")
 }
 
-// joinAddrs renders addresses as a sorted, comma-separated label value.
-func joinAddrs[T interface{ String() string }](addrs []T) string {
+// JoinAddrs renders addresses as a label value: sorted as text,
+// comma-separated.
+func JoinAddrs(addrs []netip.Addr) string {
 	s := make([]string, len(addrs))
 	for i, a := range addrs {
 		s[i] = a.String()

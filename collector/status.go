@@ -81,39 +81,6 @@ type HostnameStatus struct {
 	TLS []TLSStatus
 }
 
-// Failing reports whether any probe of the load balancer failed.
-func (s LoadBalancerStatus) Failing() bool {
-	for _, ip := range s.IPs {
-		if !ip.Reachable {
-			return true
-		}
-		for _, p := range ip.Ports {
-			if !p.Result.Success {
-				return true
-			}
-		}
-		if ip.ICMP != nil && !ip.ICMP.Success {
-			return true
-		}
-	}
-	return false
-}
-
-// Failing reports whether any DNS or TLS check of the hostname failed.
-func (s HostnameStatus) Failing() bool {
-	for _, d := range s.DNS {
-		if !d.Result.Success {
-			return true
-		}
-	}
-	for _, t := range s.TLS {
-		if !t.Result.Success {
-			return true
-		}
-	}
-	return false
-}
-
 // LoadBalancers returns the status of every load balancer IP, in target order.
 func (r *RoundResult) LoadBalancers() []LoadBalancerStatus {
 	macs := r.nodeMACs()

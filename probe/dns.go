@@ -150,7 +150,7 @@ func checkDNSInput(server, name string, expect []netip.Addr, opts DNSOptions) (s
 		}
 		want = append(want, a.Unmap())
 	}
-	return dns.Fqdn(name), sortedSet(want), nil
+	return dns.Fqdn(name), SortAddrs(want), nil
 }
 
 // dnsAnswer is the outcome of one query.
@@ -233,7 +233,7 @@ func judge(answers [2]dnsAnswer, want []netip.Addr) DNSResult {
 		got = append(got, addrs...)
 	}
 
-	res := DNSResult{Rcode: rcodeString(dns.RcodeSuccess), Addresses: sortedSet(got)}
+	res := DNSResult{Rcode: rcodeString(dns.RcodeSuccess), Addresses: SortAddrs(got)}
 	res.Verdict, res.Missing, res.Extra = compareSets(res.Addresses, want)
 	if res.Verdict == DNSCorrect {
 		res.Success = true
@@ -336,8 +336,9 @@ func compareSets(got, want []netip.Addr) (verdict DNSVerdict, missing, extra []n
 	return verdict, missing, extra
 }
 
-// sortedSet sorts addrs and removes duplicates, in place.
-func sortedSet(addrs []netip.Addr) []netip.Addr {
+// SortAddrs sorts addrs and removes duplicates, in place, and returns the
+// shortened slice: the canonical form of an address set.
+func SortAddrs(addrs []netip.Addr) []netip.Addr {
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	return slices.Compact(addrs)
 }

@@ -29,11 +29,10 @@ const (
 	ReasonPermission  Reason = "permission_denied" // a socket needs a capability the process lacks
 	ReasonError       Reason = "error"             // anything else; see Result.Err
 
-	// ReasonNotApplicable: the probe does not apply to the target (e.g.
-	// ARP for an IPv6 address).
+	// Reasons of the L2 checks.
 	ReasonWrongRoute    Reason = "wrong_route"    // the route to the IP does not use the expected interface
 	ReasonHolderIsSelf  Reason = "holder_is_self" // not probed: this host holds the VIP and cannot ARP it
-	ReasonNotApplicable Reason = "not_applicable"
+	ReasonNotApplicable Reason = "not_applicable" // the probe does not apply to the target (ARP of an IPv6 address)
 
 	// DNS verdicts that are failures (see DNSVerdict).
 	ReasonNXDomain       Reason = "nxdomain"

@@ -385,7 +385,7 @@ func TestIntegrationCRDsAbsent(t *testing.T) {
 		if d.Enabled(r) != want {
 			t.Errorf("%s enabled %v, want %v", r, d.Enabled(r), want)
 		}
-		if v, _ := value(t, reg, "lbprobe_kubernetes_resource_enabled", "resource", r); v != b2f(want) {
+		if v, _ := value(t, reg, "lbprobe_kubernetes_resource_enabled", "resource", r); v != collector.BoolValue(want) {
 			t.Errorf("lbprobe_kubernetes_resource_enabled{%s} = %v", r, v)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/lbprobe/lbprobe/collector"
 )
 
 var (
@@ -88,17 +90,6 @@ func (d *Discovery) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func gauge(ch chan<- prometheus.Metric, desc *prometheus.Desc, v float64, labels ...string) {
-	ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
-}
-
 // Collect implements prometheus.Collector from the caches. Before Start it
 // emits nothing.
 func (d *Discovery) Collect(ch chan<- prometheus.Metric) {
@@ -107,10 +98,10 @@ func (d *Discovery) Collect(ch chan<- prometheus.Metric) {
 	}
 	now := d.opts.Now()
 	for _, r := range allResources {
-		gauge(ch, descEnabled, b2f(d.enabled[r]), r)
+		collector.Gauge(ch, descEnabled, collector.BoolValue(d.enabled[r]), r)
 	}
 	for _, s := range d.informers {
-		gauge(ch, descSynced, b2f(d.synced(s, now)), s.resource)
+		collector.Gauge(ch, descSynced, collector.BoolValue(d.synced(s, now)), s.resource)
 		ch <- prometheus.MustNewConstMetric(descWatchErrors, prometheus.CounterValue, float64(s.errors.Load()), s.resource)
 	}
 	d.snapshot(true).collect(ch)
@@ -121,10 +112,10 @@ func (v *view) collect(ch chan<- prometheus.Metric) {
 	v.collectServices(ch)
 	for _, p := range v.pools {
 		for _, c := range p.counts {
-			gauge(ch, descPoolIPs, c.value, p.name, c.state)
+			collector.Gauge(ch, descPoolIPs, c.value, p.name, c.state)
 		}
-		gauge(ch, descPoolConflict, b2f(p.conflict), p.name)
-		gauge(ch, descPoolDisabled, b2f(p.disabled), p.name)
+		collector.Gauge(ch, descPoolConflict, collector.BoolValue(p.conflict), p.name)
+		collector.Gauge(ch, descPoolDisabled, collector.BoolValue(p.disabled), p.name)
 	}
 	if v.gwKnown {
 		v.collectGateways(ch)
@@ -139,50 +130,50 @@ func (v *view) collectServices(ch chan<- prometheus.Metric) {
 		if hasLease {
 			l := []string{s.Namespace, s.Name, li.name, li.holder}
 			if li.hasAge {
-				gauge(ch, descLeaseAge, li.age.Seconds(), l...)
+				collector.Gauge(ch, descLeaseAge, li.age.Seconds(), l...)
 			}
 			if li.hasRenewAge {
-				gauge(ch, descLeaseRenewAge, li.renewAge.Seconds(), l...)
+				collector.Gauge(ch, descLeaseRenewAge, li.renewAge.Seconds(), l...)
 			}
 			if li.hasDuration {
-				gauge(ch, descLeaseDuration, li.duration.Seconds(), l...)
+				collector.Gauge(ch, descLeaseDuration, li.duration.Seconds(), l...)
 			}
 			if li.hasExpired {
-				gauge(ch, descLeaseExpired, b2f(li.expired), l...)
+				collector.Gauge(ch, descLeaseExpired, collector.BoolValue(li.expired), l...)
 			}
 			if li.hasTransitions {
-				gauge(ch, descLeaseTransitions, float64(li.transitions), l...)
+				collector.Gauge(ch, descLeaseTransitions, float64(li.transitions), l...)
 			}
 			if ready, known := v.holderReady(li.holder); known {
-				gauge(ch, descLeaseHolderReady, b2f(ready), l...)
+				collector.Gauge(ch, descLeaseHolderReady, collector.BoolValue(ready), l...)
 			}
 		}
 		if !isLoadBalancer(s) {
 			continue
 		}
 		ips := ingressIPs(s)
-		gauge(ch, descIPAssigned, b2f(len(ips) > 0), s.Namespace, s.Name)
+		collector.Gauge(ch, descIPAssigned, collector.BoolValue(len(ips) > 0), s.Namespace, s.Name)
 		for _, h := range ingressHostnames(s) {
-			gauge(ch, descIngressHostname, 1, s.Namespace, s.Name, h)
+			collector.Gauge(ch, descIngressHostname, 1, s.Namespace, s.Name, h)
 		}
 		policies := 0
 		if v.polKnown {
 			policies = countL2Policies(s, v.policies)
-			gauge(ch, descL2Policies, float64(policies), s.Namespace, s.Name)
+			collector.Gauge(ch, descL2Policies, float64(policies), s.Namespace, s.Name)
 		}
 		live := hasLease && li.live()
 		for _, ip := range ips {
 			switch {
 			case live:
-				gauge(ch, descL2Announced, 1, s.Namespace, s.Name, ip.String())
+				collector.Gauge(ch, descL2Announced, 1, s.Namespace, s.Name, ip.String())
 			case policies > 0:
-				gauge(ch, descL2Announced, 0, s.Namespace, s.Name, ip.String())
+				collector.Gauge(ch, descL2Announced, 0, s.Namespace, s.Name, ip.String())
 			}
 		}
 	}
 	for _, l := range v.leases {
 		if strings.HasPrefix(l.Name, l2LeasePrefix) && !leaseOwned[l.Name] {
-			gauge(ch, descLeaseOrphaned, 1, l.Name)
+			collector.Gauge(ch, descLeaseOrphaned, 1, l.Name)
 		}
 	}
 }
@@ -196,18 +187,18 @@ func (v *view) collectGateways(ch chan<- prometheus.Metric) {
 				continue
 			}
 			seen = append(seen, a.Value)
-			gauge(ch, descGatewayInfo, 1, gw.Namespace, gw.Name, class, a.Value)
+			collector.Gauge(ch, descGatewayInfo, 1, gw.Namespace, gw.Name, class, a.Value)
 		}
 		if len(seen) == 0 {
-			gauge(ch, descGatewayInfo, 1, gw.Namespace, gw.Name, class, "")
+			collector.Gauge(ch, descGatewayInfo, 1, gw.Namespace, gw.Name, class, "")
 		}
-		gauge(ch, descGatewayProgrammed, b2f(programmed(gw)), gw.Namespace, gw.Name)
+		collector.Gauge(ch, descGatewayProgrammed, collector.BoolValue(programmed(gw)), gw.Namespace, gw.Name)
 		if mismatch, ok := addressMismatch(gw); ok {
-			gauge(ch, descGatewayMismatch, b2f(mismatch), gw.Namespace, gw.Name)
+			collector.Gauge(ch, descGatewayMismatch, collector.BoolValue(mismatch), gw.Namespace, gw.Name)
 		}
 	}
 	for _, hc := range v.routes.hosts {
-		gauge(ch, descDNSConflict, b2f(hc.conflict()), hc.hostname)
+		collector.Gauge(ch, descDNSConflict, collector.BoolValue(hc.conflict()), hc.hostname)
 		type claimKey struct{ ns, route, gwNS, gw string }
 		var seen []claimKey
 		for _, c := range hc.claims {
@@ -217,7 +208,7 @@ func (v *view) collectGateways(ch chan<- prometheus.Metric) {
 					continue
 				}
 				seen = append(seen, ck)
-				gauge(ch, descDNSClaim, 1, hc.hostname, ck.ns, ck.route, ck.gwNS, ck.gw)
+				collector.Gauge(ch, descDNSClaim, 1, hc.hostname, ck.ns, ck.route, ck.gwNS, ck.gw)
 			}
 		}
 	}

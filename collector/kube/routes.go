@@ -10,6 +10,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/probe"
 )
 
 // wildcardCheckLabel is the label put in place of "*" to check a wildcard
@@ -53,12 +54,7 @@ func gatewayAddrs(gw *gwv1.Gateway, logger *slog.Logger) []netip.Addr {
 		}
 		out = append(out, ip.Unmap())
 	}
-	return sortAddrs(out)
-}
-
-func sortAddrs(a []netip.Addr) []netip.Addr {
-	slices.SortFunc(a, netip.Addr.Compare)
-	return slices.Compact(a)
+	return probe.SortAddrs(out)
 }
 
 // isGatewayRef reports whether a parentRef names a Gateway: kind Gateway
@@ -178,7 +174,7 @@ func newRouteIndex(routes []*gwv1.HTTPRoute, gws gatewayView) routeIndex {
 	}
 	idx := routeIndex{hosts: make([]*hostClaims, 0, len(byHost))}
 	for _, hc := range byHost {
-		hc.expect = sortAddrs(hc.expect)
+		hc.expect = probe.SortAddrs(hc.expect)
 		slices.SortFunc(hc.gateways, gatewayKey.less)
 		idx.hosts = append(idx.hosts, hc)
 	}
@@ -273,7 +269,7 @@ func tlsChecks(r *gwv1.HTTPRoute, hostname string, gws gatewayView) []collector.
 	slices.Sort(ports)
 	out := make([]collector.TLSCheck, 0, len(ports))
 	for _, p := range ports {
-		out = append(out, collector.TLSCheck{Port: p, IPs: sortAddrs(byPort[p])})
+		out = append(out, collector.TLSCheck{Port: p, IPs: probe.SortAddrs(byPort[p])})
 	}
 	return out
 }

@@ -4,15 +4,15 @@ import (
 	"cmp"
 	"net"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/probe"
 )
 
 // Annotations and labels read on Services.
@@ -58,7 +58,7 @@ func ingressIPs(s *corev1.Service) []netip.Addr {
 			out = append(out, ip.Unmap())
 		}
 	}
-	return sortAddrs(out)
+	return probe.SortAddrs(out)
 }
 
 // ingressHostnames returns the hostnames of hostname-only ingress entries.
@@ -80,7 +80,7 @@ func externalIPs(s *corev1.Service) []netip.Addr {
 			out = append(out, ip.Unmap())
 		}
 	}
-	return sortAddrs(out)
+	return probe.SortAddrs(out)
 }
 
 // portProbe says how a Service port is probed: TCP by a connect; UDP by a
@@ -154,17 +154,20 @@ func dnsServers(services []*corev1.Service) []string {
 	return slices.Compact(out)
 }
 
-// rfc1123Subdomain is the regex k8s_gateway v0.4.0 applies to the raw
-// annotation value (before lower-casing).
-var rfc1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-
-// validHostnameAnnotation applies k8s_gateway's checkServiceAnnotation:
-// one name, lower case, no trailing dot, a valid domain name.
+// validHostnameAnnotation applies k8s_gateway's checkServiceAnnotation: one
+// lower-case RFC 1123 name without a trailing dot (k8s_gateway v0.4.0 checks
+// the same regular expression on the raw value, and labels of at most 63
+// characters).
 func validHostnameAnnotation(v string) bool {
-	if _, ok := dns.IsDomainName(v); !ok {
+	if len(validation.IsDNS1123Subdomain(v)) > 0 {
 		return false
 	}
-	return rfc1123Subdomain.MatchString(v)
+	for label := range strings.SplitSeq(v, ".") {
+		if len(validation.IsDNS1123Label(label)) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func normalizeDomain(d string) string {
@@ -229,7 +232,7 @@ func serviceHostnames(services []*corev1.Service, zone string, servers []string)
 	for _, e := range entries {
 		out = append(out, collector.Hostname{
 			Hostname:  e.name,
-			Expect:    sortAddrs(slices.Clone(union[e.name])),
+			Expect:    probe.SortAddrs(slices.Clone(union[e.name])),
 			Servers:   slices.Clip(servers),
 			Source:    "service",
 			Namespace: e.svc.Namespace,

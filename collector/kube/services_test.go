@@ -32,6 +32,8 @@ func TestServiceDNSName(t *testing.T) {
 		{"upper case invalid", map[string]string{annotationCoreDNSHostname: "WWW.sbbh.cloud"}, "web.apps.sbbh.cloud"},
 		{"both invalid", map[string]string{annotationCoreDNSHostname: "-bad", annotationExternalDNSHostname: "a b"}, "web.apps.sbbh.cloud"},
 		{"empty invalid", map[string]string{annotationCoreDNSHostname: ""}, "web.apps.sbbh.cloud"},
+		{"label over 63 characters invalid", map[string]string{annotationCoreDNSHostname: strings.Repeat("a", 64) + ".sbbh.cloud"}, "web.apps.sbbh.cloud"},
+		{"label of 63 characters valid", map[string]string{annotationCoreDNSHostname: strings.Repeat("a", 63) + ".sbbh.cloud"}, strings.Repeat("a", 63) + ".sbbh.cloud"},
 		{"label too long invalid", map[string]string{annotationCoreDNSHostname: strings.Repeat("a", 64) + ".sbbh.cloud"}, "web.apps.sbbh.cloud"},
 	}
 	for _, tt := range tests {

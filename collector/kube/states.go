@@ -98,3 +98,44 @@ func (d *Discovery) ServiceStates() []ServiceState {
 	}
 	return out
 }
+
+// Announcement is one IP's L2 announcement in words (the landing page).
+type Announcement struct {
+	// Announced is "yes", "NO", "NO (no L2 policy selects it)", or empty
+	// when unknown (the policy CRD is not served).
+	Announced string
+	Holder    string
+	// Lease is how long the holder has held the lease and when it last
+	// renewed it ("10m0s (renewed 2s ago)", ", EXPIRED" appended).
+	Lease string
+	// Failing: the IP is known not to be announced.
+	Failing bool
+}
+
+// Announcement describes the L2 announcement of one of the Service's IPs.
+func (s ServiceState) Announcement(ip netip.Addr) Announcement {
+	var st IPState
+	for _, p := range s.PerIP {
+		if p.IP == ip {
+			st = p
+		}
+	}
+	var a Announcement
+	switch {
+	case s.Policies < 0: // the policy CRD is not served: unknown
+	case s.Policies == 0:
+		a.Announced, a.Failing = "NO (no L2 policy selects it)", true
+	case st.Announced:
+		a.Announced = "yes"
+	default:
+		a.Announced, a.Failing = "NO", true
+	}
+	a.Holder = st.Holder
+	if st.Holder != "" && st.LeaseAge >= 0 {
+		a.Lease = st.LeaseAge.Round(time.Second).String() + " (renewed " + st.RenewAge.Round(time.Second).String() + " ago)"
+		if st.Expired {
+			a.Lease += ", EXPIRED"
+		}
+	}
+	return a
+}

@@ -143,7 +143,8 @@ func (v *view) targets() collector.Targets {
 	return t
 }
 
-// leaseState is the L2 lease of one Service.
+// leaseOf evaluates the Service's L2 lease at the view's instant; false
+// when the Service has none.
 func (v *view) leaseOf(s *corev1.Service) (leaseInfo, bool) {
 	l := v.lease(s.Namespace, s.Name)
 	if l == nil {
