@@ -45,8 +45,8 @@
       gatewayTLSCertExpiringSoon: '1h',
       gatewayTLSHandshakeFailing: '10m',
       gatewayTLSCertInvalid: '10m',
-      lbPoolExhausted: '15m',
-      lbPoolConflict: '5m',
+      loadBalancerPoolExhausted: '15m',
+      loadBalancerPoolConflict: '5m',
       lbProbeDown: '5m',
       lbProbeKubernetesNotSynced: '10m',
       lbProbeScrapeSlow: '15m',
@@ -76,8 +76,8 @@
       gatewayTLSCertExpiringSoon: 'warning',
       gatewayTLSHandshakeFailing: 'critical',
       gatewayTLSCertInvalid: 'warning',
-      lbPoolExhausted: 'warning',
-      lbPoolConflict: 'critical',
+      loadBalancerPoolExhausted: 'warning',
+      loadBalancerPoolConflict: 'critical',
       lbProbeDown: 'critical',
       lbProbeKubernetesNotSynced: 'warning',
       lbProbeScrapeSlow: 'warning',
@@ -91,7 +91,7 @@
     // GatewayTLSCertExpiringSoon: the leaf certificate's notAfter is less than this many days away.
     tlsCertExpiryDays: 14,
 
-    // LBPoolExhausted: a pool with at most this many available IPs (and at least one IP in all).
+    // LoadBalancerPoolExhausted: a pool with at most this many available IPs (and at least one IP in all).
     poolAvailableIPsThreshold: 0,
 
     // LBProbeScrapeSlow: a round took more than this share of the time it was allowed

@@ -88,7 +88,7 @@ local promql = import '../lib/promql.libsonnet';
             'loadBalancerIPPending',
             'max by (%s) %s == 0' % [svc, state('loadbalancer_ip_assigned{%s}' % sel)],
             'LoadBalancer Service {{ $labels.namespace }}/{{ $labels.service }} has no IP.',
-            "Service {{ $labels.namespace }}/{{ $labels.service }} of type LoadBalancer has had no ingress IP for %s: LB-IPAM assigned none. A pool is exhausted (LBPoolExhausted) or in conflict (LBPoolConflict), or no pool's serviceSelector matches the Service. Run: kubectl -n {{ $labels.namespace }} describe service {{ $labels.service }}; kubectl get ciliumloadbalancerippools." % c['for'].loadBalancerIPPending,
+            "Service {{ $labels.namespace }}/{{ $labels.service }} of type LoadBalancer has had no ingress IP for %s: LB-IPAM assigned none. A pool is exhausted (LoadBalancerPoolExhausted) or in conflict (LoadBalancerPoolConflict), or no pool's serviceSelector matches the Service. Run: kubectl -n {{ $labels.namespace }} describe service {{ $labels.service }}; kubectl get ciliumloadbalancerippools." % c['for'].loadBalancerIPPending,
           ),
           alert(
             'LoadBalancerRouteUnexpected',
@@ -282,8 +282,8 @@ local promql = import '../lib/promql.libsonnet';
         name: 'lbprobe-pool',
         rules: [
           alert(
-            'LBPoolExhausted',
-            'lbPoolExhausted',
+            'LoadBalancerPoolExhausted',
+            'loadBalancerPoolExhausted',
             |||
               max by (%(pool)s) %(available)s <= %(threshold)d
               and
@@ -297,8 +297,8 @@ local promql = import '../lib/promql.libsonnet';
             'CiliumLoadBalancerIPPool {{ $labels.pool }} has {{ $value }} IPs available: new LoadBalancer Services it selects stay pending (LoadBalancerIPPending). Add a block to the pool, or free IPs held by Services nobody uses: kubectl get svc -A --field-selector spec.type=LoadBalancer.',
           ),
           alert(
-            'LBPoolConflict',
-            'lbPoolConflict',
+            'LoadBalancerPoolConflict',
+            'loadBalancerPoolConflict',
             'max by (%s) %s == 1' % [obj(['pool']), state('loadbalancer_pool_conflict{%s}' % sel)],
             'LB IP pool {{ $labels.pool }} overlaps another pool.',
             'CiliumLoadBalancerIPPool {{ $labels.pool }} has the condition cilium.io/PoolConflict: it overlaps another pool, and Cilium allocates nothing from it. Remove the overlap (kubectl get ciliumloadbalancerippools -o yaml), then check LoadBalancerIPPending.',
