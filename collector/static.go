@@ -44,7 +44,7 @@ func StaticTargets(cfg *config.Config) (Targets, error) {
 			Source:    "static",
 		}
 		for _, p := range lb.Ports {
-			target.Ports = append(target.Ports, Port{Port: p.Port, Protocol: strings.ToUpper(p.Protocol), Probe: ProbeKind(p.Probe)})
+			target.Ports = append(target.Ports, Port{Port: uint16(p.Port), Protocol: strings.ToUpper(p.Protocol), Probe: ProbeKind(p.Probe)})
 		}
 		t.LoadBalancers = append(t.LoadBalancers, target)
 	}
@@ -61,7 +61,7 @@ func StaticTargets(cfg *config.Config) (Targets, error) {
 			target.Servers = cfg.DNS.Servers
 		}
 		if h.TLS != nil {
-			check := TLSCheck{Port: h.TLS.Port, IPs: h.TLS.IPs, Options: probe.TLSOptions{InsecureSkipVerify: h.TLS.InsecureSkipVerify}}
+			check := TLSCheck{Port: uint16(h.TLS.Port), IPs: h.TLS.IPs, Options: probe.TLSOptions{InsecureSkipVerify: h.TLS.InsecureSkipVerify}}
 			if len(check.IPs) == 0 {
 				check.IPs = h.Expect
 			}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // fieldError is a problem with the value at a field path, such as
@@ -31,8 +33,21 @@ func (e *fieldError) Error() string {
 	return path + ": " + e.msg
 }
 
-// Validate checks the config and returns every problem found, joined with
-// errors.Join; each names the field path. It reads the file system only to
+// joinErrors is errors.Join of errs, of at most MaxErrors of them and then
+// one that counts the rest.
+func joinErrors(errs []error) error {
+	if n := len(errs) - MaxErrors; n > 0 {
+		more := fmt.Errorf("... and %d more errors", n)
+		if n == 1 {
+			more = errors.New("... and 1 more error")
+		}
+		errs = append(errs[:MaxErrors:MaxErrors], more)
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the config and returns every problem found (at most
+// MaxErrors, see joinErrors); each names the field path. It reads the file system only to
 // check that CA files exist.
 func (c *Config) Validate() error {
 	return c.validate(nil)
@@ -42,8 +57,14 @@ func (c *Config) Validate() error {
 // errors can name them.
 func (c *Config) validate(lines map[string]int) error {
 	v := &validator{lines: lines}
-	if c.Probe.Timeout < 0 {
-		v.addf("probe.timeout", "must not be negative, got %s", c.Probe.Timeout)
+	switch t := c.Probe.Timeout; {
+	case t < 0:
+		v.addf("probe.timeout", "must not be negative, got %s", t)
+	case t > 0 && t < MinProbeTimeout:
+		v.addf("probe.timeout", "%s is below the minimum of %s", t, MinProbeTimeout)
+	}
+	if n := c.targets(); n > MaxTargets {
+		v.addf("static", "%d probe targets, more than the limit of %d", n, MaxTargets)
 	}
 	v.dns(&c.DNS)
 	services := make(map[[2]string]int)
@@ -57,7 +78,32 @@ func (c *Config) validate(lines map[string]int) error {
 	for i, h := range c.Static.Hostnames {
 		v.hostname(c, h, fmt.Sprintf("static.hostnames[%d]", i), names, i)
 	}
-	return errors.Join(v.errs...)
+	return joinErrors(v.errs)
+}
+
+// targets counts the probe targets of the config: every port and ICMP echo
+// of every load balancer IP, and every DNS check (hostname × server) and TLS
+// check (hostname × IP).
+func (c *Config) targets() int {
+	n := 0
+	for _, lb := range c.Static.LoadBalancers {
+		probes := len(lb.Ports)
+		if lb.ICMP {
+			probes++
+		}
+		n += len(lb.IPs) * probes
+	}
+	for _, h := range c.Static.Hostnames {
+		if len(h.Servers) > 0 {
+			n += len(h.Servers)
+		} else {
+			n += len(c.DNS.Servers)
+		}
+		if h.TLS != nil {
+			n += len(h.TLS.IPs)
+		}
+	}
+	return n
 }
 
 type validator struct {
@@ -211,7 +257,7 @@ func (v *validator) required(path, s string) {
 }
 
 // portNumber reports a port outside 1-65535 (a uint16 can only be 0).
-func (v *validator) portNumber(path string, port uint16) {
+func (v *validator) portNumber(path string, port PortNumber) {
 	if port != 0 {
 		return
 	}
@@ -236,6 +282,10 @@ func (v *validator) addrs(path string, addrs []netip.Addr, nonEmpty bool) {
 		ap := fmt.Sprintf("%s[%d]", path, j)
 		if !a.IsValid() {
 			v.addf(ap, "not a valid IP address")
+			continue
+		}
+		if a.Zone() != "" {
+			v.addf(ap, "%s has an IPv6 zone; a load balancer address has none", a)
 			continue
 		}
 		if first, dup := seen[a]; dup {
@@ -269,7 +319,8 @@ func serverProblem(s string) string {
 	if err != nil || host == "" {
 		return "is not host:port (like 10.96.0.10:53) or an IP address"
 	}
-	if _, err := netip.ParseAddr(host); err != nil && nameProblem(host) != "" {
+	// DNS names are case-insensitive; Validate wants them lower case.
+	if _, err := netip.ParseAddr(host); err != nil && nameProblem(strings.ToLower(host)) != "" {
 		return fmt.Sprintf("has host %q, neither an IP address nor a DNS name", host)
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
@@ -289,29 +340,39 @@ func (v *validator) name(path, s string) {
 	}
 }
 
-// nameProblem says why s is not a DNS name (letters, digits, hyphens and
-// underscores in dot-separated labels of 1-63 characters, at most 253 in
-// all, no trailing dot), or "".
+// nameProblem says why s is not an RFC 1123 DNS name, as apimachinery
+// decides it, or "". IsDNS1123Subdomain does not limit the length of a
+// label: IsDNS1123Label checks each. The label at fault is named.
 func nameProblem(s string) string {
-	if len(s) > 253 {
-		return "longer than 253 characters"
-	}
+	msgs := validation.IsDNS1123Subdomain(s)
 	for label := range strings.SplitSeq(s, ".") {
-		switch {
-		case label == "":
-			return "empty label"
-		case len(label) > 63:
-			return "a label is longer than 63 characters"
-		case label[0] == '-' || label[len(label)-1] == '-':
-			return "a label starts or ends with a hyphen"
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return fmt.Sprintf("invalid character %q", r)
+		if label == "" {
+			if len(msgs) > 0 {
+				return "empty label"
 			}
+			continue
 		}
+		if m := validation.IsDNS1123Label(label); len(m) > 0 {
+			return fmt.Sprintf("label %q %s", truncate(label), shortReason(m[0]))
+		}
+	}
+	if len(msgs) > 0 {
+		return shortReason(msgs[0])
 	}
 	return ""
+}
+
+// shortReason shortens one of apimachinery's messages to its reason:
+// "a lowercase RFC 1123 label must consist of ... (e.g. 'my-name', regex
+// used ...)" becomes "must consist of ...".
+func shortReason(msg string) string {
+	if i := strings.Index(msg, " (e.g. "); i >= 0 {
+		msg = msg[:i]
+	}
+	if i := strings.Index(msg, "must "); i > 0 {
+		msg = msg[i:]
+	}
+	return msg
 }
 
 // file reports a path that is not an existing regular file.
