@@ -34,10 +34,10 @@ run-static: build ## static targets only: loopback peers + lbprobe on examples/s
 
 test: deps tools lint unit ## every test: lint, unit, integration, end to end (installs what it needs)
 
-deps: ## the Debian packages the tests use (ip, flock), installed when missing (needs root)
+deps: ## the Debian packages the tests use (ip, flock, setpriv), installed when missing (needs root)
 	@missing=""; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
-	command -v flock >/dev/null || missing="$$missing util-linux"; \
+	command -v flock >/dev/null && command -v setpriv >/dev/null || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 
 tools: ## build the pinned tools into the cache (first run only; the Kubernetes binaries take minutes)

@@ -9,16 +9,43 @@
 //   - the ServiceAccount admission plugin is disabled (it would reject every Pod, since the
 //     ServiceAccounts it requires are never created).
 //
-// Authentication is by bearer token only: an admin token in group system:masters, and
-// ServiceAccount tokens from the TokenRequest API ([Cluster.TokenKubeconfig]). Authorization is
-// RBAC with the default bootstrap roles.
+// Authentication is by bearer token: an admin token in group system:masters, and ServiceAccount
+// tokens from the TokenRequest API ([Cluster.TokenKubeconfig]). Authorization is RBAC with the
+// default bootstrap roles.
+//
+// # What envtest does, and what is done here
+//
+// controller-runtime's envtest (sigs.k8s.io/controller-runtime/pkg/envtest) starts etcd and
+// kube-apiserver on free loopback ports, generates the serving certificate and the
+// ServiceAccount signing key, waits until both answer, and installs the CRDs, waiting until the
+// API server serves them. This package uses its ControlPlane and its CRD functions, not its
+// Environment, which retries a failed start five times (ten minutes for a server that never
+// gets ready) and provisions a client-certificate admin. It adds what envtest lacks:
+//   - the admin authenticates by a bearer token (--token-auth-file) rather than envtest's client
+//     certificate, so that a kubeconfig made from [Cluster.RESTConfig] needs only the token;
+//   - the flags of a small real cluster, through APIServer.Configure: Service range 10.96.0.0/16,
+//     no endpoint reconciler, no API Priority and Fairness, a fixed ServiceAccount issuer, and a
+//     stop that does not wait a minute for clients' open watches;
+//   - [Cluster.StopAPIServer] and [Cluster.StartAPIServer]: envtest's APIServer.Stop and Start
+//     keep the port, certificates and keys only because the certificate folder is this
+//     package's (one that envtest creates itself is deleted by Stop), and the restarted server is
+//     waited for until /readyz, not only /healthz;
+//   - children die with the process that started them. envtest starts them in their own process
+//     group and nothing more, so a test binary killed by go test's -timeout left etcd and
+//     kube-apiserver running. On Linux each binary is started through a two-line shell script
+//     that runs it under setpriv --pdeathsig KILL (util-linux), forked from one OS thread that
+//     never exits (the kernel signals when the forking thread ends, not the process);
+//   - the temporary folders of killed processes are removed by the next [Start];
+//   - a failed start reports the end of the servers' logs (envtest says only "timeout waiting
+//     for process kube-apiserver to start"), and a start that lost a port it had picked is
+//     retried on new ports.
 //
 // The binaries come from the folder in $LBPROBE_KUBE_BIN_DIR (etcd, kube-apiserver, kubectl) or,
 // when it is unset, from hack/tool.sh of the repository around the working directory, which builds
-// them on first use (minutes) and caches them outside the clone.
+// them on first use (minutes) and caches them outside the clone. envtest's own variables
+// (KUBEBUILDER_ASSETS, TEST_ASSET_*, KUBEBUILDER_CONTROLPLANE_*) are not used.
 //
-// Linux and other Unix systems only (process groups; on Linux the children also die with the
-// process that started them).
+// Linux and other Unix systems only.
 package kubecluster
 
 import (
@@ -27,8 +54,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,19 +64,20 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // Options configure [Start].
 type Options struct {
 	// CRDDirs are folders of CustomResourceDefinition manifests (*.yaml, *.yml, *.json, not
-	// recursive; documents of other kinds are skipped). All are applied and Established before
+	// recursive; documents of other kinds are skipped). All are installed and served before
 	// Start returns.
 	CRDDirs []string
 	// Logf receives progress messages; nil means silent. It is called during Start,
@@ -61,28 +87,26 @@ type Options struct {
 
 // Cluster is a running etcd and kube-apiserver. Its methods are safe for concurrent use.
 type Cluster struct {
-	dir     string // temporary; holds pki/, etcd/, *.log and kubeconfigs
-	logf    func(format string, args ...any)
-	etcdBin string
-	apiBin  string
-	apiArgs []string
-	port    int
-	token   string // the admin's
-	caPEM   []byte
-	cfg     *rest.Config
-	client  kubernetes.Interface
-	// startTook is how long Start took, for TestResources.
-	startTook time.Duration
+	dir    string // temporary; holds pki/, etcd/, *.log and kubeconfigs
+	logf   func(format string, args ...any)
+	server string
+	caPEM  []byte
+	token  string // the admin's
+	cfg    *rest.Config
+	client kubernetes.Interface
 
-	mu        sync.Mutex
-	etcd      *process
-	apiserver *process // nil while stopped
-	stopped   bool
+	mu         sync.Mutex
+	plane      *envtest.ControlPlane
+	logs       []*os.File // the servers' stdout and stderr, kept open for restarts
+	apiRunning bool
+	stopped    bool
 }
 
 const (
 	// serviceCIDR is the Service cluster IP range: only stored in the API, never routed.
 	serviceCIDR = "10.96.0.0/16"
+	// serviceAccountIssuer is the "iss" of ServiceAccount tokens, that of a real cluster.
+	serviceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 	// readyTimeout bounds each wait for etcd or kube-apiserver to become ready.
 	readyTimeout = 2 * time.Minute
 	// stopTimeout is how long a stopped process gets to exit after SIGTERM before SIGKILL.
@@ -112,25 +136,26 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	// Read the CRDs while the servers start: parsing megabytes of YAML takes a while.
 	type crdResult struct {
-		crds []*unstructured.Unstructured
+		crds []*apiextensionsv1.CustomResourceDefinition
 		err  error
 	}
 	crdc := make(chan crdResult, 1)
 	go func() {
-		crds, err := readCRDs(opts.CRDDirs, logf)
+		crds, err := readCRDs(opts.CRDDirs)
 		crdc <- crdResult{crds, err}
 	}()
 	defer func() {
 		if crdc != nil {
-			<-crdc // no logf calls after Start returns
+			<-crdc
 		}
 	}()
+	quietControllerRuntime()
 	removeStaleDirs(logf)
 	dir, err := os.MkdirTemp("", tempPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("kubecluster: %w", err)
 	}
-	c = &Cluster{dir: dir, logf: logf, etcdBin: etcdBin, apiBin: apiBin}
+	c = &Cluster{dir: dir, logf: logf, token: randomString(32)}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -140,47 +165,45 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return c, fmt.Errorf("kubecluster: %w", err)
 	}
-	pki, err := writePKI(filepath.Join(dir, "pki"))
-	if err != nil {
+	// token,user,uid,"group,..."
+	tokens := fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n", c.token)
+	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), tokens, 0o600); err != nil {
 		return c, fmt.Errorf("kubecluster: %w", err)
 	}
-	c.token, c.caPEM = pki.adminToken, pki.caPEM
-
-	etcdURL, err := c.startEtcd(ctx)
-	if err != nil {
+	bins := binaries{apiServer: apiBin}
+	if bins.etcdLauncher, err = launcher(dir, "etcd", etcdBin, logf); err != nil {
 		return c, err
 	}
-	c.apiArgs = []string{
-		"--etcd-servers", etcdURL,
-		"--bind-address", "127.0.0.1",
-		"--advertise-address", "127.0.0.1",
-		"--tls-cert-file", pki.servingCert,
-		"--tls-private-key-file", pki.servingKey,
-		"--cert-dir", filepath.Join(dir, "pki"), // unused with the files above; never the default /var/run
-		"--token-auth-file", pki.tokens,
-		"--authorization-mode", "RBAC",
-		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file", pki.serviceAccountKey,
-		"--service-account-signing-key-file", pki.serviceAccountKey,
-		"--service-cluster-ip-range", serviceCIDR,
-		"--endpoint-reconciler-type", "none",
-		"--disable-admission-plugins", "ServiceAccount",
-		"--profiling=false",
-		// API Priority and Fairness only matters under load; off, the server starts faster and
-		// smaller, and there are no FlowSchema objects.
-		"--enable-priority-and-fairness=false",
+	if bins.apiServerLauncher, err = launcher(dir, "kube-apiserver", apiBin, logf); err != nil {
+		return c, err
 	}
 	for attempt := 1; ; attempt++ {
-		c.port = freePorts(1)[0]
-		c.setRESTConfig()
-		err = c.startAPIServer(ctx)
-		if err == nil || attempt == startAttempts || !errors.Is(err, errPortTaken) {
+		err = c.startControlPlane(ctx, bins)
+		if err == nil || attempt == startAttempts || !errors.Is(err, errPortTaken) || ctx.Err() != nil {
 			break
 		}
-		logf("kubecluster: port %d was taken, trying another", c.port)
+		logf("kubecluster: a port was taken, trying others")
 	}
 	if err != nil {
 		return c, err
+	}
+	api := c.plane.APIServer
+	c.server = "https://" + api.SecureServing.HostPort()
+	c.caPEM = api.SecureServing.CA
+	c.cfg = &rest.Config{
+		Host:            c.server,
+		BearerToken:     c.token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: c.caPEM},
+		UserAgent:       "lbprobe-kubecluster",
+		// Tests create objects in bursts; client-go's default of 5 requests/s would throttle them.
+		QPS:   100,
+		Burst: 200,
+	}
+	if err := waitReady(ctx, c.cfg); err != nil {
+		return c, c.failure(err)
+	}
+	if err := waitNamespaces(ctx, c.cfg); err != nil {
+		return c, c.failure(err)
 	}
 	logf("kubecluster: kube-apiserver ready at %s after %s", c.Server(), time.Since(begin).Round(time.Millisecond))
 
@@ -200,90 +223,15 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		if err := installCRDs(ctx, c.RESTConfig(), r.crds); err != nil {
 			return c, err
 		}
-		logf("kubecluster: %d CRDs established in %s", len(r.crds), time.Since(crdStart).Round(time.Millisecond))
+		logf("kubecluster: %d CRDs served after %s", len(r.crds), time.Since(crdStart).Round(time.Millisecond))
 	}
-	c.startTook = time.Since(begin)
-	logf("kubecluster: started in %s; KUBECONFIG=%s", c.startTook.Round(time.Millisecond), c.KubeconfigPath())
+	logf("kubecluster: started in %s; KUBECONFIG=%s", time.Since(begin).Round(time.Millisecond), c.KubeconfigPath())
 	return c, nil
-}
-
-func (c *Cluster) startEtcd(ctx context.Context) (string, error) {
-	var err error
-	for attempt := 1; ; attempt++ {
-		ports := freePorts(2)
-		client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-		peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-		args := []string{
-			"--name", "kubecluster",
-			"--data-dir", filepath.Join(c.dir, "etcd"),
-			"--listen-client-urls", client, "--advertise-client-urls", client,
-			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-			"--initial-cluster", "kubecluster=" + peer,
-			"--unsafe-no-fsync", // the data is thrown away
-			"--log-level", "warn",
-		}
-		var p *process
-		p, err = startProcess("etcd", c.etcdBin, args, filepath.Join(c.dir, "etcd.log"))
-		if err != nil {
-			return "", err
-		}
-		c.mu.Lock()
-		c.etcd = p
-		c.mu.Unlock()
-		err = p.waitReady(ctx, func(ctx context.Context) bool {
-			return httpOK(ctx, http.DefaultClient, client+"/health")
-		})
-		if err == nil {
-			return client, nil
-		}
-		_ = p.stop(0)
-		if attempt == startAttempts || !errors.Is(err, errPortTaken) {
-			return "", err
-		}
-		c.logf("kubecluster: an etcd port was taken, trying others")
-		if err := os.RemoveAll(filepath.Join(c.dir, "etcd")); err != nil {
-			return "", fmt.Errorf("kubecluster: %w", err)
-		}
-	}
-}
-
-// startAPIServer starts kube-apiserver with c.apiArgs on c.port and waits until it is ready.
-func (c *Cluster) startAPIServer(ctx context.Context) error {
-	args := append(c.apiArgs[:len(c.apiArgs):len(c.apiArgs)], "--secure-port", strconv.Itoa(c.port))
-	p, err := startProcess("kube-apiserver", c.apiBin, args, filepath.Join(c.dir, "kube-apiserver.log"))
-	if err != nil {
-		return err
-	}
-	c.apiserver = p
-	rt, err := rest.TransportFor(c.RESTConfig())
-	if err != nil {
-		return fmt.Errorf("kubecluster: %w", err)
-	}
-	hc := &http.Client{Transport: rt, Timeout: 5 * time.Second}
-	defer hc.CloseIdleConnections()
-	if err := p.waitReady(ctx, func(ctx context.Context) bool { return httpOK(ctx, hc, c.Server()+"/readyz") }); err != nil {
-		_ = p.stop(0)
-		c.apiserver = nil
-		return err
-	}
-	return nil
-}
-
-func (c *Cluster) setRESTConfig() {
-	c.cfg = &rest.Config{
-		Host:            c.Server(),
-		BearerToken:     c.token,
-		TLSClientConfig: rest.TLSClientConfig{CAData: c.caPEM},
-		UserAgent:       "lbprobe-kubecluster",
-		// Tests create objects in bursts; client-go's default of 5 requests/s would throttle them.
-		QPS:   100,
-		Burst: 200,
-	}
 }
 
 // Server is the API server's URL, https://127.0.0.1:PORT. The port stays the same across
 // [Cluster.StopAPIServer] and [Cluster.StartAPIServer].
-func (c *Cluster) Server() string { return "https://127.0.0.1:" + strconv.Itoa(c.port) }
+func (c *Cluster) Server() string { return c.server }
 
 // RESTConfig returns a new copy of the admin's client configuration (a bearer token in group
 // system:masters, the cluster's CA, client-side rate limit 100 requests/s).
@@ -293,17 +241,27 @@ func (c *Cluster) RESTConfig() *rest.Config { return rest.CopyConfig(c.cfg) }
 // removed by [Cluster.Stop].
 func (c *Cluster) KubeconfigPath() string { return filepath.Join(c.dir, "kubeconfig") }
 
-// StopAPIServer stops kube-apiserver (SIGTERM, SIGKILL after 15 s) and leaves etcd and its data
-// running, to test clients across an API server outage. Stopping a stopped server does nothing.
+// StopAPIServer stops kube-apiserver (SIGTERM; it stops listening once the requests in flight
+// are done and gives open watches 2 s; SIGKILL after 15 s) and leaves etcd and its data running,
+// to test clients across an API server outage. It returns an error only if the server does not
+// go away. Stopping a stopped server does nothing.
 func (c *Cluster) StopAPIServer() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.apiserver == nil {
+	if !c.apiRunning {
 		return nil
 	}
-	err := c.apiserver.stop(stopTimeout)
-	c.apiserver = nil
-	return err
+	c.apiRunning = false
+	api := c.plane.APIServer
+	if err := api.Stop(); err != nil {
+		// envtest sends SIGKILL when the server outlives StopTimeout, reports that, and does
+		// not wait: a server that is gone is what the caller asked for.
+		if !waitPortClosed(api.SecureServing.HostPort()) {
+			return fmt.Errorf("kubecluster: stopping kube-apiserver: %w", err)
+		}
+		c.logf("kubecluster: %v; it was killed", err)
+	}
+	return nil
 }
 
 // StartAPIServer starts kube-apiserver again after [Cluster.StopAPIServer], on the same port
@@ -315,18 +273,30 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	if c.stopped {
 		return errors.New("kubecluster: cluster stopped")
 	}
-	if c.apiserver != nil {
+	if c.apiRunning {
 		return nil
 	}
 	begin := time.Now()
-	if err := c.startAPIServer(ctx); err != nil {
+	timeout, err := startTimeout(ctx)
+	if err != nil {
 		return err
+	}
+	api := c.plane.APIServer
+	api.StartTimeout = timeout
+	fmt.Fprintf(api.Out, "=== %s: kubecluster: starting kube-apiserver again\n", time.Now().Format(time.RFC3339Nano))
+	onSpawner(func() { err = api.Start() })
+	if err != nil {
+		return c.failure(fmt.Errorf("starting kube-apiserver again: %w", err))
+	}
+	c.apiRunning = true
+	if err := waitReady(ctx, c.cfg); err != nil {
+		return c.failure(err)
 	}
 	c.logf("kubecluster: kube-apiserver restarted in %s", time.Since(begin).Round(time.Millisecond))
 	return nil
 }
 
-// Stop kills kube-apiserver and etcd and removes the temporary folder with the data, logs and
+// Stop stops kube-apiserver and etcd and removes the temporary folder with the data, logs and
 // kubeconfig files. It may be called more than once.
 func (c *Cluster) Stop() {
 	c.mu.Lock()
@@ -335,15 +305,8 @@ func (c *Cluster) Stop() {
 		return
 	}
 	c.stopped = true
-	// The data is thrown away, so nothing needs a graceful shutdown.
-	if c.apiserver != nil {
-		_ = c.apiserver.stop(0)
-		c.apiserver = nil
-	}
-	if c.etcd != nil {
-		_ = c.etcd.stop(0)
-		c.etcd = nil
-	}
+	c.apiRunning = false
+	c.stopControlPlane()
 	if err := os.RemoveAll(c.dir); err != nil {
 		c.logf("kubecluster: %v", err)
 	}
@@ -402,33 +365,6 @@ func (c *Cluster) writeKubeconfig(path, user, token, namespace string) error {
 	return nil
 }
 
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1 a moment ago.
-func freePorts(n int) []int {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(fmt.Sprintf("kubecluster: no free port on 127.0.0.1: %v", err))
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
-func httpOK(ctx context.Context, hc *http.Client, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
 // dnsLabel turns s into a lower-case DNS label of at most max characters.
 func dnsLabel(s string, max int) string {
 	var b strings.Builder
@@ -456,13 +392,4 @@ func randomString(n int) string {
 	b := make([]byte, (n+1)/2)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)[:n]
-}
-
-// tail returns about the last n lines of file, indented, for error messages.
-func tail(file string, n int) string {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return "  (" + err.Error() + ")"
-	}
-	return "  " + strings.ReplaceAll(lastLines(string(data), n), "\n", "\n  ")
 }

@@ -202,6 +202,10 @@ func TestCiliumCRDs(t *testing.T) {
 
 func TestRBAC(t *testing.T) {
 	c := Get(t)
+	// The admin is a bearer token alone (test/lab writes kubeconfigs from it), and it works.
+	if cfg := c.RESTConfig(); cfg.BearerToken == "" || len(cfg.CertData) > 0 || cfg.CertFile != "" {
+		t.Errorf("admin config: token %t, client certificate %t: want a token only", cfg.BearerToken != "", len(cfg.CertData) > 0 || cfg.CertFile != "")
+	}
 	cs, _ := clients(t, c)
 	ns := c.Namespace(t)
 	path, err := c.TokenKubeconfig(t.Context(), ns, "lbprobe")
@@ -260,12 +264,21 @@ func TestRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An open watch, as informers keep, must not hold up the stop until SIGKILL.
+	w, err := cs.CoreV1().Services(ns).Watch(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 
 	begin := time.Now()
 	if err := c.StopAPIServer(); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Since(begin)
+	if stopped >= stopTimeout {
+		t.Errorf("kube-apiserver with an open watch stopped after %s: killed after the grace of %s", stopped, stopTimeout)
+	}
 	if _, err := cs.CoreV1().Services(ns).Get(t.Context(), "kept", metav1.GetOptions{}); err == nil {
 		t.Fatal("Get succeeded with the API server stopped")
 	}
@@ -305,13 +318,18 @@ func TestStartFailure(t *testing.T) {
 	if err := os.Symlink(etcd, filepath.Join(bin, "etcd")); err != nil {
 		t.Fatal(err)
 	}
-	script := "#!/bin/sh\necho 'refusing to start: test-marker-81' >&2\nexit 3\n"
+	apiServer, err := Binary(t.Context(), "kube-apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It tells its flags like the real one, and fails when started.
+	script := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = --help ] && exec %s --help\necho 'refusing to start: test-marker-81' >&2\nexit 3\n", shellQuote(apiServer))
 	if err := os.WriteFile(filepath.Join(bin, "kube-apiserver"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(BinDirEnv, bin)
 	c, err := Start(t.Context(), Options{})
-	if c != nil || err == nil || !strings.Contains(err.Error(), "test-marker-81") {
+	if c != nil || err == nil || !strings.Contains(err.Error(), "test-marker-81") || !strings.Contains(err.Error(), "kube-apiserver.log") {
 		t.Fatalf("Start with a failing kube-apiserver: %v, want an error with the end of its log", err)
 	}
 	t.Log(err)
@@ -319,26 +337,6 @@ func TestStartFailure(t *testing.T) {
 	t.Setenv(BinDirEnv, t.TempDir())
 	if _, err := Start(t.Context(), Options{}); err == nil || !strings.Contains(err.Error(), BinDirEnv) {
 		t.Fatalf("Start with no binaries: %v, want an error naming $%s", err, BinDirEnv)
-	}
-}
-
-// TestResources reports the start time and memory of the shared cluster.
-func TestResources(t *testing.T) {
-	c := Get(t)
-	c.mu.Lock()
-	pids := map[string]int{"kube-apiserver": c.apiserver.cmd.Process.Pid, "etcd": c.etcd.cmd.Process.Pid}
-	c.mu.Unlock()
-	t.Logf("cluster started in %s", c.startTook.Round(time.Millisecond))
-	for name, pid := range pids {
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			t.Skipf("no /proc: %v", err)
-		}
-		for line := range strings.Lines(string(status)) {
-			if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
-				t.Logf("%s %s", name, strings.Join(strings.Fields(line), " "))
-			}
-		}
 	}
 }
 
@@ -356,5 +354,78 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 			t.Fatalf("still failing after %s: %v", timeout, err)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+func TestReadCRDs(t *testing.T) {
+	const crd = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.test
+spec:
+  group: example.test
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object}}
+`
+	const policy = `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: widgets
+`
+	folder := func(files map[string]string) string {
+		dir := t.TempDir()
+		for name, data := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	noCRD := folder(map[string]string{"policy.yaml": policy, "crd.txt": crd})
+	broken := folder(map[string]string{"broken.yaml": "kind: [CustomResourceDefinition\n"})
+	for _, tc := range []struct {
+		name    string
+		dirs    []string
+		want    []string // CRD names that must be among those read
+		wantErr []string // substrings of the error
+	}{
+		{"mixed documents", []string{folder(map[string]string{"all.yaml": crd + "---\n" + policy, "README.md": "# CRDs"})}, []string{"widgets.example.test"}, nil},
+		{"json", []string{folder(map[string]string{"crd.json": `{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"gadgets.example.test"},"spec":{"group":"example.test","scope":"Cluster","names":{"plural":"gadgets","kind":"Gadget"},"versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object"}}}]}}`})}, []string{"gadgets.example.test"}, nil},
+		{"missing folder", []string{missing}, nil, []string{"Options.CRDDirs", missing}},
+		{"no CRD", []string{noCRD}, nil, []string{"Options.CRDDirs", "no CustomResourceDefinition in " + noCRD}},
+		{"broken YAML", []string{broken}, nil, []string{"Options.CRDDirs", broken}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			crds, err := readCRDs(tc.dirs)
+			if len(tc.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("read %d CRDs, want an error", len(crds))
+				}
+				for _, s := range tc.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not contain %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			names := map[string]bool{}
+			for _, c := range crds {
+				names[c.Name] = true
+			}
+			for _, want := range tc.want {
+				if !names[want] {
+					t.Errorf("CRD %s not read; got %v", want, names)
+				}
+			}
+		})
 	}
 }

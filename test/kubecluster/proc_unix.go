@@ -2,15 +2,8 @@
 
 package kubecluster
 
-import (
-	"os/exec"
-	"syscall"
-)
+// launcher returns bin: only Linux can have the kernel kill a child when the process that
+// started it dies.
+func launcher(dir, name, bin string, logf func(string, ...any)) (string, error) { return bin, nil }
 
-// sysProcAttr puts a child in its own process group. Only Linux can have the kernel kill it
-// when the test process dies.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true}
-}
-
-func startCmd(cmd *exec.Cmd) error { return cmd.Start() }
+func onSpawner(f func()) { f() }
