@@ -193,6 +193,12 @@ func exchange(ctx context.Context, msg *dns.Msg, server, network string, logger 
 		client.Timeout = max(time.Until(deadline), time.Nanosecond)
 	}
 	reply, rtt, err := client.ExchangeContext(ctx, msg, server)
+	if err == nil {
+		// The library matches the reply's ID to the query's; the question
+		// must match too (RFC 5452): a reply about another name is no
+		// answer to this query, whatever records it carries.
+		err = checkQuestion(msg.Question[0], reply)
+	}
 	if err != nil {
 		logger.Debug("exchange failed", "net", network, "err", err)
 		return nil, fmt.Errorf("dns %s %s over %s: %w", dns.TypeToString[msg.Question[0].Qtype], msg.Question[0].Name, network, err)
@@ -200,6 +206,32 @@ func exchange(ctx context.Context, msg *dns.Msg, server, network string, logger 
 	logger.Debug("reply", "net", network, "rtt", rtt, "rcode", dns.RcodeToString[reply.Rcode],
 		"truncated", reply.Truncated, "answers", len(reply.Answer))
 	return reply, nil
+}
+
+// errQuestionMismatch is a reply whose question is not the query's.
+var errQuestionMismatch = errors.New("the reply's question does not match the query")
+
+// checkQuestion checks that a reply asks exactly the query's one question:
+// the same name (case-insensitively), type and class.
+func checkQuestion(q dns.Question, reply *dns.Msg) error {
+	if len(reply.Question) != 1 {
+		return fmt.Errorf("%w: %d questions in the reply", errQuestionMismatch, len(reply.Question))
+	}
+	got := reply.Question[0]
+	if !strings.EqualFold(got.Name, q.Name) || got.Qtype != q.Qtype || got.Qclass != q.Qclass {
+		return fmt.Errorf("%w: asked %s %s %s, the reply is for %s %s %s", errQuestionMismatch,
+			q.Name, dns.ClassToString[q.Qclass], dns.TypeToString[q.Qtype],
+			truncateName(got.Name), dns.ClassToString[got.Qclass], dns.TypeToString[got.Qtype])
+	}
+	return nil
+}
+
+// truncateName shortens a name from a reply for a message.
+func truncateName(name string) string {
+	if len(name) > 64 {
+		return name[:64] + "…"
+	}
+	return name
 }
 
 // judge turns the two answers into the result (see DNS for the rules).

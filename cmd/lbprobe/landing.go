@@ -48,6 +48,7 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 	round := s.engine.Last()
 	if round == nil || time.Since(round.Started) > landingMaxAge {
 		budget := s.defaultScrapeTimeout - s.timeoutOffset
+		setWriteDeadline(w, budget)
 		ctx, cancel := context.WithTimeout(r.Context(), budget)
 		round = s.engine.Probe(ctx, budget)
 		cancel()

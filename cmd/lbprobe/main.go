@@ -48,6 +48,7 @@ type flags struct {
 	kubeconfig           string
 	ciliumNamespace      string
 	kubeSyncTimeout      time.Duration
+	healthAddress        string
 	web                  *web.FlagConfig
 	log                  *promslog.Config
 }
@@ -85,6 +86,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("kube-system").StringVar(&f.ciliumNamespace)
 	app.Flag("kube.sync-timeout", "How long the first sync of the Kubernetes caches may take before it is logged as failing (lbprobe stays not ready and keeps trying).").
 		Default("2m").DurationVar(&f.kubeSyncTimeout)
+	app.Flag("web.health-listen-address", "Also serve /-/healthy and /-/ready, and only these, on this address, in plain HTTP without the --web.config.file TLS and basic auth: for kubelet probes when basic auth is on. Empty: off.").
+		Default("").StringVar(&f.healthAddress)
 	f.web = kingpinflag.AddFlags(app, ":9884")
 	promslogflag.AddFlags(app, f.log)
 	app.Version(version.Print("lbprobe"))
@@ -219,12 +222,30 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		timeoutOffset:        f.timeoutOffset,
 		defaultScrapeTimeout: f.defaultScrapeTimeout,
 	}
+	guard := newConnGuard(maxConns(), logger.With("component", "web"))
 	httpServer := &http.Server{
 		Handler:           srv.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		// A backstop: /metrics, /probe and / set their own write deadline
+		// from their round's budget.
+		WriteTimeout: f.defaultScrapeTimeout + writeGrace,
+		ConnState:    guard.track,
 	}
-	errc := make(chan error, 1)
+	logFDLimit(logger, guard.max)
+	errc := make(chan error, 2)
 	go func() { errc <- listenAndServe(httpServer, f.web, logger) }()
+	var healthServer *http.Server
+	if f.healthAddress != "" {
+		healthServer = &http.Server{
+			Handler:           srv.healthHandler(),
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			WriteTimeout:      writeGrace,
+			ConnState:         newConnGuard(16, logger.With("component", "web")).track,
+		}
+		go func() { errc <- listenHealth(healthServer, f.healthAddress, logger) }()
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -233,10 +254,39 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if healthServer != nil {
+		_ = healthServer.Shutdown(shutdownCtx)
+	}
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutting down the web server: %w", err)
 	}
 	return nil
+}
+
+// listenHealth serves /-/healthy and /-/ready on addr, plain HTTP without
+// the web config's TLS and basic auth, for kubelet probes.
+func listenHealth(server *http.Server, addr string, logger *slog.Logger) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--web.health-listen-address %s: %w", addr, err)
+	}
+	logger.Info("listening for health checks", "address", l.Addr().String())
+	if err := server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// logFDLimit logs the open-file limit: the Go runtime raises the soft
+// limit to the hard one at start, and the web server serves at most
+// maxConns connections (half of it, when it is low).
+func logFDLimit(logger *slog.Logger, maxConns int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		logger.Warn("reading the open-file limit", "err", err)
+		return
+	}
+	logger.Info("open-file limit", "soft", lim.Cur, "hard", lim.Max, "max_connections", maxConns)
 }
 
 // listenAndServe opens the TCP listeners itself so that it can log the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -37,14 +38,61 @@ func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /probe", s.handleProbe)
+	s.healthRoutes(mux)
+	mux.HandleFunc("POST /-/reload", s.handleReload)
+	mux.HandleFunc("PUT /-/reload", s.handleReload)
+	mux.HandleFunc("GET /{$}", s.handleLanding)
+	// HEAD answers with the headers a GET would get, without running a
+	// round or a probe.
+	for _, path := range []string{"/metrics", "/probe", "/{$}"} {
+		mux.HandleFunc("HEAD "+path, handleHead)
+	}
+	return secureHeaders(mux)
+}
+
+// healthRoutes adds /-/healthy and /-/ready to mux; the health listener
+// serves only these.
+func (s *server) healthRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})
 	mux.HandleFunc("GET /-/ready", s.handleReady)
-	mux.HandleFunc("POST /-/reload", s.handleReload)
-	mux.HandleFunc("PUT /-/reload", s.handleReload)
-	mux.HandleFunc("GET /{$}", s.handleLanding)
-	return mux
+}
+
+// healthHandler serves /-/healthy and /-/ready only (--web.health-listen-address).
+func (s *server) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.healthRoutes(mux)
+	return secureHeaders(mux)
+}
+
+// secureHeaders sets X-Content-Type-Options: nosniff on every response, so
+// that a browser never takes the text of the debug view (which quotes
+// targets, DNS answers and error text) for HTML.
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// handleHead answers a HEAD request without doing the work of its GET.
+func handleHead(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	case "/metrics":
+		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	default:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// setWriteDeadline gives a response the time of its round and writeGrace to
+// be written; a client that does not read cannot hold the handler longer.
+func setWriteDeadline(w http.ResponseWriter, budget time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(budget + writeGrace))
 }
 
 // roundBudget turns the scrape timeout header into the time the round is
@@ -54,7 +102,8 @@ func (s *server) roundBudget(r *http.Request) (time.Duration, error) {
 	timeout := s.defaultScrapeTimeout
 	if v := r.Header.Get(scrapeTimeoutHeader); v != "" {
 		secs, err := strconv.ParseFloat(v, 64)
-		if err != nil || secs <= 0 || secs > 3600 {
+		// NaN compares false with everything: it must be rejected by name.
+		if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) || secs <= 0 || secs > 3600 {
 			return 0, fmt.Errorf("header %s: %q is not a number of seconds in (0, 3600]", scrapeTimeoutHeader, v)
 		}
 		timeout = time.Duration(secs * float64(time.Second))
@@ -73,6 +122,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	setWriteDeadline(w, budget)
 	ctx, cancel := context.WithTimeout(r.Context(), budget)
 	defer cancel()
 	round := s.engine.Probe(ctx, budget)
@@ -132,6 +182,7 @@ func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	setWriteDeadline(w, budget)
 	ctx, cancel := context.WithTimeout(r.Context(), budget)
 	defer cancel()
 
