@@ -62,7 +62,7 @@ var (
 	descDNSCorrect = newGaugeDesc("gateway_dns_answer_correct",
 		"1 when the server's answer for the hostname is exactly the expected address set, else 0.", dnsLabels)
 	descDNSResult = newGaugeDesc("gateway_dns_answer_result",
-		"1 for the classified result of the lookup: correct, wrong_address, missing_address, extra_address, nxdomain, servfail, refused, timeout, error.", withLabel(dnsLabels, "result"))
+		"1 for the classified result of the lookup: correct, wrong_address, missing_address, extra_address, nxdomain, servfail, refused, timeout, error, route_not_accepted (the answer sends clients to a Gateway that did not accept the route).", withLabel(dnsLabels, "result"))
 	descDNSDuration = newGaugeDesc("gateway_dns_lookup_duration_seconds",
 		"How long the A and AAAA lookups of the hostname took on the server.", dnsLabels)
 	descDNSAnswer = newGaugeDesc("gateway_dns_answer_info",

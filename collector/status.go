@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"time"
@@ -189,6 +190,7 @@ func (r *RoundResult) Hostnames() []HostnameStatus {
 			if o.dns != nil {
 				dr = *o.dns
 			}
+			dr = judgeAcceptance(dr, r.Targets.Hostnames[j.host].NotAcceptedBy)
 			out[j.host].DNS = append(out[j.host].DNS, DNSStatus{Server: j.server, Result: dr})
 		case kindTLS:
 			tr := probe.TLSResult{Result: o.res}
@@ -199,6 +201,35 @@ func (r *RoundResult) Hostnames() []HostnameStatus {
 		}
 	}
 	return out
+}
+
+// VerdictRouteNotAccepted is the DNS verdict of a route hostname whose answer
+// holds the address of a Gateway that did not accept the route: clients are
+// sent to a Gateway that will not serve the name.
+const VerdictRouteNotAccepted probe.DNSVerdict = "route_not_accepted"
+
+// ReasonRouteNotAccepted is the failure reason of that verdict.
+const ReasonRouteNotAccepted probe.Reason = "route_not_accepted"
+
+// judgeAcceptance turns an answer that sends clients to a Gateway that
+// refused the route into the verdict route_not_accepted, whatever the
+// address sets say.
+func judgeAcceptance(dr probe.DNSResult, refused []netip.Addr) probe.DNSResult {
+	if len(refused) == 0 || len(dr.Addresses) == 0 {
+		return dr
+	}
+	var hit []netip.Addr
+	for _, a := range dr.Addresses {
+		if slices.Contains(refused, a) {
+			hit = append(hit, a)
+		}
+	}
+	if len(hit) == 0 {
+		return dr
+	}
+	dr.Success, dr.Verdict, dr.Reason = false, VerdictRouteNotAccepted, ReasonRouteNotAccepted
+	dr.Err = fmt.Errorf("dns: the answer %v sends clients to %v, whose Gateway did not accept the route", dr.Addresses, hit)
+	return dr
 }
 
 // GatewayListenerStatus is the TCP probe of one Gateway listener on one

@@ -94,6 +94,10 @@ type Hostname struct {
 	Namespace string   // of the object the name comes from (may be empty for static names)
 	Name      string
 	TLS       []TLSCheck
+	// NotAcceptedBy are the addresses of the Gateways that did not accept
+	// the route the name comes from. k8s_gateway answers them all the same:
+	// an answer holding one is the verdict route_not_accepted.
+	NotAcceptedBy []netip.Addr
 }
 
 // TLSCheck asks for a TLS handshake with SNI = the hostname on every address

@@ -376,26 +376,27 @@ func TestSandbox(t *testing.T) {
 			t.Fatalf("up{job=\"lbprobe\"} == 1: %d series (%v), want 1", n, err)
 		}
 
-		// A listener stops: port 80 of the external Gateway refuses connections.
-		httpPort := netip.AddrPortFrom(sb.Addrs.External, uint16(sb.Ports.HTTP))
-		portAlert := map[string]string{"namespace": seed.GatewayNS, "service": "cilium-gateway-external", "port": fmt.Sprint(sb.Ports.HTTP), "severity": "warning"}
-		listenerAlert := map[string]string{"namespace": seed.GatewayNS, "gateway": "external", "port": fmt.Sprint(sb.Ports.HTTP), "severity": "critical"}
-		prom.waitState(t, "LoadBalancerPortUnreachable", portAlert, "", 20*time.Second)
-		if err := sb.StopListener(httpPort); err != nil {
+		// A listener stops: the one port of the external Gateway (its https listener, as in the
+		// seed) refuses connections, so the whole IP is unreachable.
+		httpsPort := netip.AddrPortFrom(sb.Addrs.External, uint16(sb.Ports.HTTPS))
+		ipAlert := map[string]string{"namespace": seed.GatewayNS, "service": "cilium-gateway-external", "severity": "critical"}
+		listenerAlert := map[string]string{"namespace": seed.GatewayNS, "gateway": "external", "listener": "https", "port": fmt.Sprint(sb.Ports.HTTPS), "severity": "critical"}
+		prom.waitState(t, "LoadBalancerUnreachable", ipAlert, "", 20*time.Second)
+		if err := sb.StopListener(httpsPort); err != nil {
 			t.Fatal(err)
 		}
-		prom.waitState(t, "LoadBalancerPortUnreachable", portAlert, "pending", 20*time.Second)
+		prom.waitState(t, "LoadBalancerUnreachable", ipAlert, "pending", 20*time.Second)
 		prom.waitState(t, "GatewayListenerUnreachable", listenerAlert, "pending", 20*time.Second)
-		a := prom.waitState(t, "LoadBalancerPortUnreachable", portAlert, "firing", 20*time.Second)
-		wantDesc := fmt.Sprintf("%s cannot reach port %d/TCP of %s (Service gateway/cilium-gateway-external): refused, while other ports of the IP answer.", lbprobeURL.Host, sb.Ports.HTTP, sb.Addrs.External)
+		a := prom.waitState(t, "LoadBalancerUnreachable", ipAlert, "firing", 20*time.Second)
+		wantDesc := fmt.Sprintf("None of the probed ports of %s (Service gateway/cilium-gateway-external) has answered %s for", sb.Addrs.External, lbprobeURL.Host)
 		if d := a.Annotations["description"]; !strings.HasPrefix(d, wantDesc) {
 			t.Errorf("description %q, want it to start with %q", d, wantDesc)
 		}
 		prom.waitState(t, "GatewayListenerUnreachable", listenerAlert, "firing", 20*time.Second)
-		if err := sb.StartListener(httpPort); err != nil {
+		if err := sb.StartListener(httpsPort); err != nil {
 			t.Fatal(err)
 		}
-		prom.waitState(t, "LoadBalancerPortUnreachable", portAlert, "", 20*time.Second)
+		prom.waitState(t, "LoadBalancerUnreachable", ipAlert, "", 20*time.Second)
 		prom.waitState(t, "GatewayListenerUnreachable", listenerAlert, "", 20*time.Second)
 
 		// A lease expires: its holder stops renewing it.

@@ -41,6 +41,7 @@ type landingData struct {
 	LoadBalancers []landingRow
 	Gateways      []collector.Row
 	Hostnames     []collector.Row
+	Findings      []kube.Finding
 	Failing       int
 }
 
@@ -68,6 +69,9 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 		if st.LastErr != nil {
 			data.ConfigError = st.LastErr.Error()
 		}
+	}
+	if s.kube != nil {
+		data.Findings = s.kube.Findings()
 	}
 	states := s.kubeStates()
 	probed := make(map[string]bool)

@@ -176,7 +176,7 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 	}
 	var disc *kube.Discovery
 	if restCfg != nil {
-		disc, err = kube.New(restCfg, kube.Options{CiliumNamespace: f.ciliumNamespace, SyncTimeout: f.kubeSyncTimeout}, logger)
+		disc, err = kube.New(restCfg, kube.Options{CiliumNamespace: f.ciliumNamespace, SyncTimeout: f.kubeSyncTimeout, NodeName: f.nodeName}, logger)
 		if err != nil {
 			return fmt.Errorf("kubernetes discovery: %w", err)
 		}

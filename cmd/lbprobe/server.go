@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,13 +205,36 @@ func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "Logs for the probe of %s:\n%s\nSeries it produced:\n", target, logs.String())
+	fmt.Fprintf(w, "Logs for the probe of %s:\n%s\n", target, logs.String())
+	if s.kube != nil {
+		if findings := findingsFor(s.kube.Findings(), target); len(findings) > 0 {
+			fmt.Fprintf(w, "What the cluster says is wrong (for %s, or cluster-wide):\n", target)
+			for _, f := range findings {
+				fmt.Fprintf(w, "  %s  %s: %s\n", f.Check, f.Object, f.Detail)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w, "Series it produced:")
 	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range families {
 		if err := enc.Encode(mf); err != nil {
 			return
 		}
 	}
+}
+
+// findingsFor returns the findings about target (an IP or a hostname) and
+// those about the whole cluster.
+func findingsFor(all []kube.Finding, target string) []kube.Finding {
+	name := strings.TrimSuffix(strings.ToLower(target), ".")
+	var out []kube.Finding
+	for _, f := range all {
+		if len(f.Targets) == 0 || slices.Contains(f.Targets, name) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // selectTarget returns the targets that concern one IP or hostname: every

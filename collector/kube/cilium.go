@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Labels Cilium adds to a Service's own labels before matching selectors.
@@ -21,50 +20,6 @@ const (
 	labelServiceNamespace = "io.kubernetes.service.namespace"
 	labelServiceName      = "io.kubernetes.service.name"
 )
-
-// l2Policy is the part of a CiliumL2AnnouncementPolicy that decides which
-// Services' LoadBalancer IPs it announces.
-type l2Policy struct {
-	name string
-	// selector matches Service labels plus the two io.kubernetes.service.*
-	// keys; nil = matches nothing (an invalid selector: Cilium marks the
-	// policy io.cilium/bad-service-selector and announces nothing).
-	selector labels.Selector
-	// loadBalancerIPs and externalIPs say which addresses it announces;
-	// both default to false in the CRD.
-	loadBalancerIPs bool
-	externalIPs     bool
-}
-
-// parseL2Policy reads a policy from its unstructured form. A nil or empty
-// serviceSelector selects every Service.
-func parseL2Policy(u *unstructured.Unstructured, logger *slog.Logger) l2Policy {
-	p := l2Policy{name: u.GetName()}
-	p.loadBalancerIPs, _, _ = unstructured.NestedBool(u.Object, "spec", "loadBalancerIPs")
-	p.externalIPs, _, _ = unstructured.NestedBool(u.Object, "spec", "externalIPs")
-	v, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "serviceSelector")
-	if !found || v == nil {
-		p.selector = labels.Everything()
-		return p
-	}
-	raw, ok := v.(map[string]any)
-	if !ok {
-		logger.Debug("l2 policy: serviceSelector is not an object; it selects nothing", "policy", p.name)
-		return p
-	}
-	var ls metav1.LabelSelector
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
-		logger.Debug("l2 policy: bad serviceSelector; it selects nothing", "policy", p.name, "err", err)
-		return p
-	}
-	sel, err := metav1.LabelSelectorAsSelector(&ls)
-	if err != nil {
-		logger.Debug("l2 policy: bad serviceSelector; it selects nothing", "policy", p.name, "err", err)
-		return p
-	}
-	p.selector = sel
-	return p
-}
 
 // serviceLabels are the labels Cilium matches policy selectors against.
 func serviceLabels(s *corev1.Service) labels.Set {
@@ -81,24 +36,6 @@ func serviceLabels(s *corev1.Service) labels.Set {
 // Service at all: its loadBalancerClass is unset or io.cilium/l2-announcer.
 func l2Announceable(s *corev1.Service) bool {
 	return s.Spec.LoadBalancerClass == nil || *s.Spec.LoadBalancerClass == l2AnnouncerClass
-}
-
-// countL2Policies counts the policies that announce the Service's
-// LoadBalancer IPs: the class allows it, the selector matches, and the
-// policy has loadBalancerIPs: true (a policy announcing only externalIPs
-// does not count).
-func countL2Policies(s *corev1.Service, policies []l2Policy) int {
-	if !l2Announceable(s) {
-		return 0
-	}
-	set := serviceLabels(s)
-	n := 0
-	for _, p := range policies {
-		if p.loadBalancerIPs && p.selector != nil && p.selector.Matches(set) {
-			n++
-		}
-	}
-	return n
 }
 
 // leaseInfo is what a Lease says, evaluated at one instant. has* fields are

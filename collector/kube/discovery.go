@@ -51,6 +51,8 @@ const (
 	ResourceNodes        = "nodes"
 	ResourceGateways     = "gateways"
 	ResourceHTTPRoutes   = "httproutes"
+	ResourceGatewayClass = "gatewayclasses"
+	ResourceEndpoints    = "endpointslices"
 	ResourcePools        = "ciliumloadbalancerippools"
 	ResourceL2Policies   = "ciliuml2announcementpolicies"
 	gatewayGroupVersion  = "gateway.networking.k8s.io/v1"
@@ -64,7 +66,7 @@ const (
 )
 
 // allResources lists every resource in a stable order.
-var allResources = []string{ResourceServices, ResourceLeases, ResourceNodes, ResourceGateways, ResourceHTTPRoutes, ResourcePools, ResourceL2Policies}
+var allResources = []string{ResourceServices, ResourceEndpoints, ResourceLeases, ResourceNodes, ResourceGatewayClass, ResourceGateways, ResourceHTTPRoutes, ResourcePools, ResourceL2Policies}
 
 // Options configure Discovery.
 type Options struct {
@@ -87,6 +89,13 @@ type Options struct {
 	HealthInterval time.Duration
 	// Now returns the current time (tests); default time.Now.
 	Now func() time.Time
+	// NodeName is the node lbprobe runs on (DaemonSet mode, --node.name);
+	// empty elsewhere. With it, the L2 policies that select the node are
+	// matched against its interfaces.
+	NodeName string
+	// Interfaces lists this host's up interfaces with an IPv4 address;
+	// default probe.UpIPv4Interfaces. Read at every scrape with NodeName.
+	Interfaces func() ([]string, error)
 }
 
 // clients are the API clients Discovery uses; tests pass fakes.
@@ -114,13 +123,15 @@ type Discovery struct {
 	services  corelisters.ServiceLister
 	leases    coordinationlisters.LeaseNamespaceLister
 	nodes     corelisters.NodeLister
-	gateways  gatewaylisters.GatewayLister   // nil when the Gateway API is absent
-	routes    gatewaylisters.HTTPRouteLister // nil when the Gateway API is absent
-	pools     cache.GenericLister            // nil when the pool CRD is absent
-	policies  cache.GenericLister            // nil when the policy CRD is absent
-	enabled   map[string]bool                // by resource
-	poolGVR   schema.GroupVersionResource    // the version in use
-	policyGVR schema.GroupVersionResource    // the version in use
+	endpoints cache.Indexer                     // EndpointSlices, indexed by serviceIndex
+	classes   gatewaylisters.GatewayClassLister // nil when the Gateway API is absent
+	gateways  gatewaylisters.GatewayLister      // nil when the Gateway API is absent
+	routes    gatewaylisters.HTTPRouteLister    // nil when the Gateway API is absent
+	pools     cache.GenericLister               // nil when the pool CRD is absent
+	policies  cache.GenericLister               // nil when the policy CRD is absent
+	enabled   map[string]bool                   // by resource
+	poolGVR   schema.GroupVersionResource       // the version in use
+	policyGVR schema.GroupVersionResource       // the version in use
 
 	mu           sync.Mutex
 	healthy      bool      // the last health check succeeded
@@ -177,6 +188,9 @@ func newDiscovery(c clients, opts Options, logger *slog.Logger) *Discovery {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Interfaces == nil {
+		opts.Interfaces = probe.UpIPv4Interfaces
 	}
 	opts.DNSDomain = normalizeDomain(opts.DNSDomain)
 	opts.DNSServers = append([]string(nil), opts.DNSServers...)
@@ -241,7 +255,7 @@ func (d *Discovery) detect(ctx context.Context) (apis, error) {
 	if ctx.Err() != nil {
 		return a, ctx.Err()
 	}
-	ok, err := has(gatewayGroupVersion, ResourceGateways, ResourceHTTPRoutes)
+	ok, err := has(gatewayGroupVersion, ResourceGatewayClass, ResourceGateways, ResourceHTTPRoutes)
 	if err != nil {
 		return a, err
 	}
@@ -293,6 +307,12 @@ func (d *Discovery) Start(ctx context.Context) error {
 	lease := lf.Coordination().V1().Leases()
 	d.leases = lease.Lister().Leases(d.opts.CiliumNamespace)
 	d.add(ResourceLeases, lease.Informer())
+	eps := kf.Discovery().V1().EndpointSlices().Informer()
+	if err := eps.AddIndexers(cache.Indexers{serviceIndex: endpointSliceService}); err != nil {
+		return fmt.Errorf("kube: indexing EndpointSlices: %w", err)
+	}
+	d.endpoints = eps.GetIndexer()
+	d.add(ResourceEndpoints, eps)
 	node := kf.Core().V1().Nodes()
 	d.nodes = node.Lister()
 	d.add(ResourceNodes, node.Informer())
@@ -300,6 +320,9 @@ func (d *Discovery) Start(ctx context.Context) error {
 	var gf gatewayinformers.SharedInformerFactory
 	if a.gateway {
 		gf = gatewayinformers.NewSharedInformerFactoryWithOptions(d.c.gateway, 0, gatewayinformers.WithTransform(strip))
+		classes := gf.Gateway().V1().GatewayClasses()
+		d.classes = classes.Lister()
+		d.add(ResourceGatewayClass, classes.Informer())
 		gws := gf.Gateway().V1().Gateways()
 		d.gateways = gws.Lister()
 		d.add(ResourceGateways, gws.Informer())

@@ -22,6 +22,10 @@ import (
 )
 
 const seedExposition = `
+# HELP gateway_accepted 1 when the Gateway's Accepted condition is True, else 0.
+# TYPE gateway_accepted gauge
+gateway_accepted{gateway="external",namespace="infra"} 0
+gateway_accepted{gateway="internal",namespace="infra"} 0
 # HELP gateway_address_mismatch Only for Gateways with spec.addresses: 1 when the status addresses differ from the requested ones, else 0.
 # TYPE gateway_address_mismatch gauge
 gateway_address_mismatch{gateway="internal",namespace="infra"} 1
@@ -41,10 +45,15 @@ gateway_info{address="10.11.80.81",gateway="internal",gateway_class="cilium",nam
 # TYPE gateway_programmed gauge
 gateway_programmed{gateway="external",namespace="infra"} 1
 gateway_programmed{gateway="internal",namespace="infra"} 0
+# HELP gateway_status_condition_info 1 for each Accepted and Programmed condition of the Gateway, with its status and reason.
+# TYPE gateway_status_condition_info gauge
+gateway_status_condition_info{condition="Programmed",gateway="external",namespace="infra",reason="Programmed",status="True"} 1
 # HELP lbprobe_kubernetes_resource_enabled 1 when the cluster serves the resource and it is watched, else 0 (its series are absent).
 # TYPE lbprobe_kubernetes_resource_enabled gauge
 lbprobe_kubernetes_resource_enabled{resource="ciliuml2announcementpolicies"} 1
 lbprobe_kubernetes_resource_enabled{resource="ciliumloadbalancerippools"} 1
+lbprobe_kubernetes_resource_enabled{resource="endpointslices"} 1
+lbprobe_kubernetes_resource_enabled{resource="gatewayclasses"} 1
 lbprobe_kubernetes_resource_enabled{resource="gateways"} 1
 lbprobe_kubernetes_resource_enabled{resource="httproutes"} 1
 lbprobe_kubernetes_resource_enabled{resource="leases"} 1
@@ -54,6 +63,8 @@ lbprobe_kubernetes_resource_enabled{resource="services"} 1
 # TYPE lbprobe_kubernetes_synced gauge
 lbprobe_kubernetes_synced{resource="ciliuml2announcementpolicies"} 1
 lbprobe_kubernetes_synced{resource="ciliumloadbalancerippools"} 1
+lbprobe_kubernetes_synced{resource="endpointslices"} 1
+lbprobe_kubernetes_synced{resource="gatewayclasses"} 1
 lbprobe_kubernetes_synced{resource="gateways"} 1
 lbprobe_kubernetes_synced{resource="httproutes"} 1
 lbprobe_kubernetes_synced{resource="leases"} 1
@@ -63,11 +74,18 @@ lbprobe_kubernetes_synced{resource="services"} 1
 # TYPE lbprobe_kubernetes_watch_errors_total counter
 lbprobe_kubernetes_watch_errors_total{resource="ciliuml2announcementpolicies"} 0
 lbprobe_kubernetes_watch_errors_total{resource="ciliumloadbalancerippools"} 0
+lbprobe_kubernetes_watch_errors_total{resource="endpointslices"} 0
+lbprobe_kubernetes_watch_errors_total{resource="gatewayclasses"} 0
 lbprobe_kubernetes_watch_errors_total{resource="gateways"} 0
 lbprobe_kubernetes_watch_errors_total{resource="httproutes"} 0
 lbprobe_kubernetes_watch_errors_total{resource="leases"} 0
 lbprobe_kubernetes_watch_errors_total{resource="nodes"} 0
 lbprobe_kubernetes_watch_errors_total{resource="services"} 0
+# HELP loadbalancer_backends_ready Ready endpoints behind the LoadBalancer Service (EndpointSlices; an endpoint without a ready condition counts as ready). For a Service owned by a Gateway, the ready endpoints of the Services that the backendRefs of the routes attached to the Gateway name (Cilium's Gateway Services carry a placeholder endpoint, 192.192.192.192:9999). 0: the IP may be announced while every connect fails.
+# TYPE loadbalancer_backends_ready gauge
+loadbalancer_backends_ready{namespace="apps",service="pending"} 0
+loadbalancer_backends_ready{namespace="apps",service="web"} 2
+loadbalancer_backends_ready{namespace="infra",service="k8s-gateway"} 0
 # HELP loadbalancer_ip_assigned 1 when the LoadBalancer Service has at least one ingress IP, else 0 (pending).
 # TYPE loadbalancer_ip_assigned gauge
 loadbalancer_ip_assigned{namespace="apps",service="pending"} 0
@@ -108,6 +126,21 @@ loadbalancer_l2_lease_transitions{holder="node-b",lease="cilium-l2announce-infra
 loadbalancer_l2_policies{namespace="apps",service="pending"} 1
 loadbalancer_l2_policies{namespace="apps",service="web"} 2
 loadbalancer_l2_policies{namespace="infra",service="k8s-gateway"} 1
+# HELP loadbalancer_l2_policy_info 1 per CiliumL2AnnouncementPolicy, with its interface patterns (comma-separated, unanchored regular expressions; empty: every device).
+# TYPE loadbalancer_l2_policy_info gauge
+loadbalancer_l2_policy_info{interfaces="",policy="all-lb"} 1
+loadbalancer_l2_policy_info{interfaces="",policy="external-only"} 1
+loadbalancer_l2_policy_info{interfaces="",policy="web-only"} 1
+# HELP loadbalancer_l2_policy_nodes How many Nodes the CiliumL2AnnouncementPolicy's nodeSelector matches (0: nothing announces the IPs it selects).
+# TYPE loadbalancer_l2_policy_nodes gauge
+loadbalancer_l2_policy_nodes{policy="all-lb"} 1
+loadbalancer_l2_policy_nodes{policy="external-only"} 1
+loadbalancer_l2_policy_nodes{policy="web-only"} 1
+# HELP loadbalancer_l2_policy_services How many LoadBalancer Services the policy's serviceSelector matches.
+# TYPE loadbalancer_l2_policy_services gauge
+loadbalancer_l2_policy_services{policy="all-lb"} 3
+loadbalancer_l2_policy_services{policy="external-only"} 3
+loadbalancer_l2_policy_services{policy="web-only"} 1
 # HELP loadbalancer_pool_conflict 1 when the pool's cilium.io/PoolConflict condition is True (it overlaps another pool and allocates nothing), else 0.
 # TYPE loadbalancer_pool_conflict gauge
 loadbalancer_pool_conflict{pool="main"} 0
@@ -203,17 +236,17 @@ func TestAbsentAPIs(t *testing.T) {
 	s := realisticSeed()
 	s.gwAPI, s.pools, s.policies = false, "", ""
 	d := startFake(t, fakeClients(s), Options{})
-	for _, r := range []string{ResourceGateways, ResourceHTTPRoutes, ResourcePools, ResourceL2Policies} {
+	for _, r := range []string{ResourceGatewayClass, ResourceGateways, ResourceHTTPRoutes, ResourcePools, ResourceL2Policies} {
 		if d.Enabled(r) {
 			t.Errorf("%s enabled", r)
 		}
 	}
-	for _, r := range []string{ResourceServices, ResourceLeases, ResourceNodes} {
+	for _, r := range []string{ResourceServices, ResourceEndpoints, ResourceLeases, ResourceNodes} {
 		if !d.Enabled(r) {
 			t.Errorf("%s not enabled", r)
 		}
 	}
-	if len(d.informers) != 3 {
+	if len(d.informers) != 4 {
 		t.Fatalf("informers: %d", len(d.informers))
 	}
 	for _, name := range []string{"loadbalancer_l2_policies", "loadbalancer_pool_ips", "gateway_info", "gateway_dns_conflict"} {
@@ -229,6 +262,7 @@ func TestAbsentAPIs(t *testing.T) {
 loadbalancer_l2_announced{ip="10.11.80.10",namespace="apps",service="web"} 1
 # HELP lbprobe_kubernetes_synced 1 when the resource's informer has synced, the API server answered the last health check, and no recent watch error; else 0 (the last known state is served).
 # TYPE lbprobe_kubernetes_synced gauge
+lbprobe_kubernetes_synced{resource="endpointslices"} 1
 lbprobe_kubernetes_synced{resource="leases"} 1
 lbprobe_kubernetes_synced{resource="nodes"} 1
 lbprobe_kubernetes_synced{resource="services"} 1

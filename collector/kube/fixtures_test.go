@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -90,6 +92,13 @@ func gateway(ns, name string, ips []string, listeners ...gwv1.Listener) *gwv1.Ga
 	return gw
 }
 
+func gatewayClass(name, controller string) *gwv1.GatewayClass {
+	return &gwv1.GatewayClass{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       gwv1.GatewayClassSpec{ControllerName: gwv1.GatewayController(controller)},
+	}
+}
+
 func listener(name string, port int32, proto gwv1.ProtocolType, hostname string) gwv1.Listener {
 	l := gwv1.Listener{Name: gwv1.SectionName(name), Port: port, Protocol: proto}
 	if hostname != "" {
@@ -160,6 +169,28 @@ func poolObj(name string, disabled bool, conds ...map[string]any) *unstructured.
 	}}
 }
 
+// endpointSlice is an EndpointSlice of a Service; each endpoint is "pod"
+// (ready), "pod:false" (not ready) or "pod:nil" (no ready condition), and
+// gets one address from addrs in order.
+func endpointSlice(ns, name, service string, family discoveryv1.AddressType, addrs []string, endpoints ...string) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: service}},
+		AddressType: family,
+	}
+	for i, e := range endpoints {
+		pod, ready, _ := strings.Cut(e, ":")
+		ep := discoveryv1.Endpoint{Addresses: []string{addrs[i]}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod}}
+		switch ready {
+		case "":
+			ep.Conditions.Ready = ptr.To(true)
+		case "false":
+			ep.Conditions.Ready = ptr.To(false)
+		}
+		s.Endpoints = append(s.Endpoints, ep)
+	}
+	return s
+}
+
 func readyNode(name string, ready bool) *corev1.Node {
 	st := corev1.ConditionFalse
 	if ready {
@@ -207,8 +238,13 @@ func realisticSeed() seed {
 			lease("kube-system", "cilium-l2announce-infra-k8s-gateway", "node-b", 2*time.Hour, time.Minute, 15, 1),
 			lease("kube-system", "cilium-l2announce-old-gone", "node-a", time.Hour, time.Hour, 15, 0),
 			readyNode("node-a", true),
+			// Two ready pods of web (one in both families), one not ready, one
+			// without a ready condition.
+			endpointSlice("apps", "web-v4", "web", discoveryv1.AddressTypeIPv4, []string{"10.42.0.1", "10.42.0.2", "10.42.0.3"}, "web-a", "web-b:false", "web-c:nil"),
+			endpointSlice("apps", "web-v6", "web", discoveryv1.AddressTypeIPv6, []string{"fd00:42::1"}, "web-a"),
 		},
 		gateway: []runtime.Object{
+			gatewayClass("cilium", "io.cilium/gateway-controller"),
 			external, internal,
 			httpRoute("apps", "public-app", []string{"app.sbbh.cloud"}, parentRef("infra", "external")),
 			httpRoute("apps", "internal-app", []string{"internal.sbbh.cloud"}, parentRef("infra", "internal")),
@@ -237,6 +273,7 @@ func fakeClients(s seed) clients {
 	fd := kube.Discovery().(*fakediscovery.FakeDiscovery)
 	if s.gwAPI {
 		fd.Resources = append(fd.Resources, &metav1.APIResourceList{GroupVersion: gatewayGroupVersion, APIResources: []metav1.APIResource{
+			{Name: ResourceGatewayClass, Kind: "GatewayClass"},
 			{Name: ResourceGateways, Namespaced: true, Kind: "Gateway"}, {Name: ResourceHTTPRoutes, Namespaced: true, Kind: "HTTPRoute"},
 		}})
 	}
@@ -265,6 +302,8 @@ func fakeClients(s seed) clients {
 			_, err = gw.GatewayV1().Gateways(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
 		case *gwv1.HTTPRoute:
 			_, err = gw.GatewayV1().HTTPRoutes(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
+		case *gwv1.GatewayClass:
+			_, err = gw.GatewayV1().GatewayClasses().Create(context.Background(), o, metav1.CreateOptions{})
 		default:
 			err = fmt.Errorf("unexpected %T", o)
 		}

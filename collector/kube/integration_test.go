@@ -381,7 +381,7 @@ func TestIntegrationCRDsAbsent(t *testing.T) {
 
 	d, reg := startReal(t, bare.RESTConfig(), Options{CiliumNamespace: ns})
 	for _, r := range allResources {
-		want := r == ResourceServices || r == ResourceLeases || r == ResourceNodes
+		want := r == ResourceServices || r == ResourceEndpoints || r == ResourceLeases || r == ResourceNodes
 		if d.Enabled(r) != want {
 			t.Errorf("%s enabled %v, want %v", r, d.Enabled(r), want)
 		}

@@ -73,13 +73,13 @@ var (
 		"1 when the cluster serves the resource and it is watched, else 0 (its series are absent).", "resource")
 )
 
-var allDescs = []*prometheus.Desc{
+var allDescs = slices.Concat([]*prometheus.Desc{
 	descIPAssigned, descIngressHostname, descL2Policies, descL2Announced,
 	descLeaseAge, descLeaseRenewAge, descLeaseExpired, descLeaseDuration, descLeaseTransitions, descLeaseHolderReady, descLeaseOrphaned,
 	descPoolIPs, descPoolConflict, descPoolDisabled,
 	descGatewayInfo, descGatewayProgrammed, descGatewayMismatch, descDNSConflict, descDNSClaim,
 	descSynced, descWatchErrors, descEnabled,
-}
+}, gatewayStatusDescs, []*prometheus.Desc{descBackendsReady, descRouteBackendsReady}, ipamDescs, sharingDescs, l2PolicyDescs)
 
 var _ prometheus.Collector = (*Discovery)(nil)
 
@@ -110,6 +110,9 @@ func (d *Discovery) Collect(ch chan<- prometheus.Metric) {
 // collect emits the state series of a view.
 func (v *view) collect(ch chan<- prometheus.Metric) {
 	v.collectServices(ch)
+	v.collectSharing(ch)
+	v.collectBackends(ch)
+	v.collectPolicies(ch)
 	for _, p := range v.pools {
 		for _, c := range p.counts {
 			collector.Gauge(ch, descPoolIPs, c.value, p.name, c.state)
@@ -119,6 +122,7 @@ func (v *view) collect(ch chan<- prometheus.Metric) {
 	}
 	if v.gwKnown {
 		v.collectGateways(ch)
+		v.collectGatewayStatus(ch)
 	}
 }
 
@@ -153,6 +157,7 @@ func (v *view) collectServices(ch chan<- prometheus.Metric) {
 		}
 		ips := ingressIPs(s)
 		collector.Gauge(ch, descIPAssigned, collector.BoolValue(len(ips) > 0), s.Namespace, s.Name)
+		collectIPAM(ch, s, ips)
 		for _, h := range ingressHostnames(s) {
 			collector.Gauge(ch, descIngressHostname, 1, s.Namespace, s.Name, h)
 		}

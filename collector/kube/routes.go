@@ -119,6 +119,8 @@ func newGatewayView(gws []*gwv1.Gateway, logger *slog.Logger) gatewayView {
 type claim struct {
 	route    *gwv1.HTTPRoute
 	gateways []gatewayKey // every Gateway its parentRefs name, existing or not
+	// refusedBy are the Gateways whose controller did not accept the route.
+	refusedBy []gatewayKey
 }
 
 // hostClaims is everything known about one route hostname.
@@ -142,14 +144,21 @@ type routeIndex struct {
 	hosts []*hostClaims // sorted by hostname
 }
 
-func newRouteIndex(routes []*gwv1.HTTPRoute, gws gatewayView) routeIndex {
+// sortRoutes returns the routes sorted by namespace and name.
+func sortRoutes(routes []*gwv1.HTTPRoute) []*gwv1.HTTPRoute {
 	sorted := slices.Clone(routes)
 	slices.SortFunc(sorted, func(a, b *gwv1.HTTPRoute) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
+	return sorted
+}
+
+// newRouteIndex groups the hostnames of routes (sorted by sortRoutes).
+func newRouteIndex(sorted []*gwv1.HTTPRoute, gws gatewayView, classes controllers) routeIndex {
 	byHost := map[string]*hostClaims{}
 	for _, r := range sorted {
 		parents := parentGateways(r)
+		refused := refusedBy(routeParents(r, gws, classes))
 		var seen []string
 		for _, h := range r.Spec.Hostnames {
 			name := strings.ToLower(string(h))
@@ -162,7 +171,7 @@ func newRouteIndex(routes []*gwv1.HTTPRoute, gws gatewayView) routeIndex {
 				hc = &hostClaims{hostname: name}
 				byHost[name] = hc
 			}
-			hc.claims = append(hc.claims, claim{route: r, gateways: parents})
+			hc.claims = append(hc.claims, claim{route: r, gateways: parents, refusedBy: refused})
 			for _, k := range parents {
 				if _, ok := gws.byKey[k]; !ok || slices.Contains(hc.gateways, k) {
 					continue
@@ -209,14 +218,19 @@ func routeHostnames(idx routeIndex, gws gatewayView, servers []string, zone stri
 			hostServers = nil
 		}
 		for _, c := range hc.claims {
+			var refused []netip.Addr
+			for _, k := range c.refusedBy {
+				refused = append(refused, gws.addrs[k]...)
+			}
 			out = append(out, collector.Hostname{
-				Hostname:  checkName(hc.hostname),
-				Expect:    slices.Clone(hc.expect),
-				Servers:   slices.Clip(hostServers),
-				Source:    "httproute",
-				Namespace: c.route.Namespace,
-				Name:      c.route.Name,
-				TLS:       tlsChecks(c.route, hc.hostname, gws),
+				Hostname:      checkName(hc.hostname),
+				Expect:        slices.Clone(hc.expect),
+				Servers:       slices.Clip(hostServers),
+				Source:        "httproute",
+				Namespace:     c.route.Namespace,
+				Name:          c.route.Name,
+				TLS:           tlsChecks(c.route, hc.hostname, gws),
+				NotAcceptedBy: probe.SortAddrs(refused),
 			})
 		}
 	}

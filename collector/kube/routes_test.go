@@ -132,7 +132,7 @@ func TestRouteExpect(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			gws := newGatewayView(all, discard)
-			idx := newRouteIndex(tt.routes, gws)
+			idx := newRouteIndex(sortRoutes(tt.routes), gws, nil)
 			got := summarize(routeHostnames(idx, gws, []string{"192.0.2.53:53"}, "", discard))
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
@@ -148,7 +148,7 @@ func TestRouteExpect(t *testing.T) {
 
 func TestRouteZone(t *testing.T) {
 	gws := newGatewayView([]*gwv1.Gateway{gateway("apps", "gw", []string{"192.0.2.1"}, listener("https", 443, gwv1.HTTPSProtocolType, ""))}, discard)
-	idx := newRouteIndex([]*gwv1.HTTPRoute{httpRoute("apps", "r", []string{"in.sbbh.cloud", "out.example.com"}, parentRef("", "gw"))}, gws)
+	idx := newRouteIndex([]*gwv1.HTTPRoute{httpRoute("apps", "r", []string{"in.sbbh.cloud", "out.example.com"}, parentRef("", "gw"))}, gws, nil)
 	hs := routeHostnames(idx, gws, []string{"192.0.2.53:53"}, "sbbh.cloud", discard)
 	if len(hs) != 2 || hs[0].Hostname != "in.sbbh.cloud" || len(hs[0].Servers) != 1 {
 		t.Fatalf("in zone: %+v", hs)

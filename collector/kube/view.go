@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/probe"
@@ -26,6 +28,8 @@ type view struct {
 	zone      string
 	gateways  gatewayView
 	routes    routeIndex
+	routeList []*gwv1.HTTPRoute // sorted by namespace, name
+	classes   controllers
 	gwKnown   bool
 	policies  []l2Policy
 	polKnown  bool
@@ -35,9 +39,16 @@ type view struct {
 	lease func(namespace, name string) *coordinationv1.Lease
 	// leases are all cilium-l2announce-* leases (for orphans).
 	leases []*coordinationv1.Lease
+	// endpoints are the EndpointSlices, indexed by serviceIndex.
+	endpoints cache.Indexer
 	// node returns a Node by name, or nil.
-	node   func(name string) *corev1.Node
-	logger *slog.Logger
+	node  func(name string) *corev1.Node
+	nodes []*corev1.Node // sorted by name
+	// self is the Node lbprobe runs on (Options.NodeName), or nil;
+	// selfInterfaces its up interfaces with an IPv4 address.
+	self           *corev1.Node
+	selfInterfaces []string
+	logger         *slog.Logger
 }
 
 // snapshot reads the caches. Call only after Start.
@@ -53,9 +64,15 @@ func (d *Discovery) snapshot(withState bool) *view {
 	if d.gateways != nil {
 		gws, _ := d.gateways.List(labels.Everything())
 		rts, _ := d.routes.List(labels.Everything())
+		cls, _ := d.classes.List(labels.Everything())
 		v.gwKnown = true
+		v.classes = make(controllers, len(cls))
+		for _, c := range cls {
+			v.classes[c.Name] = c.Spec.ControllerName
+		}
 		v.gateways = newGatewayView(gws, d.logger)
-		v.routes = newRouteIndex(rts, v.gateways)
+		v.routeList = sortRoutes(rts)
+		v.routes = newRouteIndex(v.routeList, v.gateways, v.classes)
 	}
 	if !withState {
 		return v
@@ -79,6 +96,7 @@ func (d *Discovery) snapshot(withState bool) *view {
 		}
 		slices.SortFunc(v.pools, func(a, b ipPool) int { return cmp.Compare(a.name, b.name) })
 	}
+	v.endpoints = d.endpoints
 	v.lease = d.leaseFor
 	v.leases, _ = d.leases.List(labels.Everything())
 	slices.SortFunc(v.leases, func(a, b *coordinationv1.Lease) int { return cmp.Compare(a.Name, b.Name) })
@@ -88,6 +106,16 @@ func (d *Discovery) snapshot(withState bool) *view {
 			return nil
 		}
 		return n
+	}
+	v.nodes, _ = d.nodes.List(labels.Everything())
+	slices.SortFunc(v.nodes, func(a, b *corev1.Node) int { return cmp.Compare(a.Name, b.Name) })
+	if d.opts.NodeName != "" {
+		v.self = v.node(d.opts.NodeName)
+		ifaces, err := d.opts.Interfaces()
+		if err != nil {
+			d.logger.Warn("listing this node's interfaces for the L2 policy check", "err", err)
+		}
+		v.selfInterfaces = ifaces
 	}
 	return v
 }

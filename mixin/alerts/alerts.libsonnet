@@ -97,6 +97,24 @@ local promql = import '../lib/promql.libsonnet';
             '{{ $labels.instance }} routes {{ $labels.ip }} through an unexpected interface.',
             '{{ $labels.instance }} routes {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) through {{ with $labels.interface }}interface {{ . }}{{ else }}no interface{{ end }}{{ with $labels.gateway }} via {{ . }}{{ end }}, not the expected LAN interface, so its probes test that path (a Tailscale subnet route, a VPN) instead of the LAN. On that host run: ip route get {{ $labels.ip }}; remove the overlapping route (tailscale up --accept-routes=false).',
           ),
+          alert(
+            'LoadBalancerRequestedIPNotAssigned',
+            'loadBalancerRequestedIPNotAssigned',
+            'max by (%s) %s == 0' % [obj(['namespace', 'service', 'ip']), state('loadbalancer_requested_ip_assigned{%s}' % sel)],
+            'Service {{ $labels.namespace }}/{{ $labels.service }} did not get the IP {{ $labels.ip }} it requests.',
+            'Service {{ $labels.namespace }}/{{ $labels.service }} requests {{ $labels.ip }} (lbipam.cilium.io/ips, io.cilium/lb-ipam-ips or spec.loadBalancerIP) but LB-IPAM did not assign it (%s). Whatever points at {{ $labels.ip }} (a router forwarding the domain to k8s_gateway, a DNS record, a firewall rule) misses the Service while its probes pass. no_pool: no enabled pool holds the IP (disabled and conflicting pools count as none); already_allocated: another Service has it; pool_selector_mismatch: the pool does not select the Service. Run: kubectl -n {{ $labels.namespace }} get service {{ $labels.service }} -o jsonpath={.status.conditions}.' % queryLabel('loadbalancer_ipam_request_info', ['namespace', 'service'], 'reason', none='LB-IPAM wrote no condition'),
+          ),
+          alert(
+            'LoadBalancerNoReadyBackends',
+            'loadBalancerNoReadyBackends',
+            |||
+              max by (%(svc)s) %(backends)s == 0
+              and
+              max by (%(svc)s) %(assigned)s == 1
+            ||| % { svc: svc, backends: state('loadbalancer_backends_ready{%s}' % sel), assigned: state('loadbalancer_ip_assigned{%s}' % sel) },
+            'Nothing serves behind {{ $labels.namespace }}/{{ $labels.service }}.',
+            'Service {{ $labels.namespace }}/{{ $labels.service }} has a LoadBalancer IP but no ready endpoint (for a Gateway Service: none behind the backendRefs of its routes, gateway_route_backends_ready): the IP may be announced while every connect is refused or hangs. Run: kubectl -n {{ $labels.namespace }} get endpointslices -l kubernetes.io/service-name={{ $labels.service }}; check the pods its selector matches.',
+          ),
         ],
       },
       {
@@ -182,6 +200,38 @@ local promql = import '../lib/promql.libsonnet';
             ||| % { sel: sel, on: same(['namespace', 'service', 'ip', 'interface']) },
             '{{ $labels.ip }} is answered by a node that does not hold its lease.',
             'The only MAC that answers ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) on {{ $labels.interface }} is not the MAC of the lease holder, %s (loadbalancer_arp_responder_info names who answers). The node that lost the lease still announces the IP, or another host took it. Restart the Cilium agent on the answering node.' % holderText,
+          ),
+          alert(
+            'LoadBalancerSharedIPSplitBrain',
+            'loadBalancerSharedIPSplitBrain',
+            'max by (%s) %s > 1' % [obj(['ip']), state('loadbalancer_shared_ip_holders{%s}' % sel)],
+            'Two or more nodes announce the shared IP {{ $labels.ip }}.',
+            'The Services sharing {{ $labels.ip }} (lbipam.cilium.io/sharing-key) have L2 leases held by {{ $value }} different nodes. Cilium elects a holder per Service, and every holder answers ARP for the IP: the LAN flips between their MACs and connections break (cilium/cilium#48419). loadbalancer_l2_lease_renew_age_seconds names each lease and holder. Give the Services one IP each, or delete their leases until one node holds them all: kubectl -n %s get leases | grep l2announce.' % ns,
+          ),
+          alert(
+            'LoadBalancerL2PolicyNoNodes',
+            'loadBalancerL2PolicyNoNodes',
+            |||
+              max by (%(pol)s) %(nodes)s == 0
+              and
+              max by (%(pol)s) %(services)s > 0
+            ||| % { pol: obj(['policy']), nodes: state('loadbalancer_l2_policy_nodes{%s}' % sel), services: state('loadbalancer_l2_policy_services{%s}' % sel) },
+            'L2 announcement policy {{ $labels.policy }} selects no node.',
+            "The nodeSelector of CiliumL2AnnouncementPolicy {{ $labels.policy }} matches no Node, so nothing announces the Services it selects (loadbalancer_l2_policy_services). Compare it with the nodes' labels: kubectl get ciliuml2announcementpolicy {{ $labels.policy }} -o yaml; kubectl get nodes --show-labels.",
+          ),
+          alert(
+            'LoadBalancerL2PolicyInterfaceMismatch',
+            'loadBalancerL2PolicyInterfaceMismatch',
+            'loadbalancer_l2_policy_interfaces_matched{%s} == 0' % sel,
+            'L2 policy {{ $labels.policy }} matches no interface of node {{ $labels.node }}.',
+            "CiliumL2AnnouncementPolicy {{ $labels.policy }} selects node {{ $labels.node }}, but its interfaces (%s) match none of the node's up interfaces with an IPv4 address, as lbprobe sees them on the node: the node never answers ARP for the Services the policy selects. Fix the pattern (they are unanchored regular expressions: ^eth0$, ^enp.*) to the NIC name, e.g. from ip -br link on the node." % queryLabel('loadbalancer_l2_policy_info', ['policy'], 'interfaces', empty='every device'),
+          ),
+          alert(
+            'LoadBalancerL2PolicyInvalid',
+            'loadBalancerL2PolicyInvalid',
+            'max by (%s) %s' % [obj(['policy', 'condition']), state('loadbalancer_l2_policy_condition_info{%s,status="True"}' % sel)],
+            'Cilium rejects part of L2 policy {{ $labels.policy }}: {{ $labels.condition }}.',
+            "Cilium set {{ $labels.condition }} on CiliumL2AnnouncementPolicy {{ $labels.policy }}: a selector or an interface pattern does not parse, and that part of the policy announces nothing. The condition's message says why: kubectl get ciliuml2announcementpolicy {{ $labels.policy }} -o jsonpath={.status.conditions}.",
           ),
         ],
       },
@@ -275,6 +325,45 @@ local promql = import '../lib/promql.libsonnet';
             ||| % { sel: sel, on: same(['hostname', 'ip', 'port', 'source', 'namespace', 'name']) },
             'The certificate for {{ $labels.hostname }} on {{ $labels.ip }}:{{ $labels.port }} does not verify.',
             "The certificate served for {{ $labels.hostname }} on {{ $labels.ip }}:{{ $labels.port }} does not verify (%s): clients reject it. cert_hostname_mismatch: the listener serves another hostname's certificate; cert_untrusted: a self-signed or staging certificate; cert_expired: see GatewayTLSCertExpiringSoon." % queryLabel('gateway_tls_failure_info', tlsCheck, 'reason'),
+          ),
+          alert(
+            'GatewayRouteNotAccepted',
+            'gatewayRouteNotAccepted',
+            'max by (%s) %s == 0' % [obj(['namespace', 'route', 'gateway_namespace', 'gateway', 'section']), state('gateway_route_accepted{%s}' % sel)],
+            'Gateway {{ $labels.gateway_namespace }}/{{ $labels.gateway }} refuses HTTPRoute {{ $labels.namespace }}/{{ $labels.route }}.',
+            "The controller of Gateway {{ $labels.gateway_namespace }}/{{ $labels.gateway }} did not accept HTTPRoute {{ $labels.namespace }}/{{ $labels.route }}{{ with $labels.section }} for section {{ . }}{{ end }} (%s), but k8s_gateway still answers the route's hostnames with the Gateway's address (their DNS verdict is route_not_accepted). NoMatchingParent: the parentRef's sectionName or port names no listener; NotAllowedByListeners: the listener's allowedRoutes excludes the route's namespace or kind; NoMatchingListenerHostname: no listener hostname covers the route's. Run: kubectl -n {{ $labels.namespace }} get httproute {{ $labels.route }} -o yaml." % queryLabel('gateway_route_status_condition_info', ['namespace', 'route', 'gateway_namespace', 'gateway', 'section'], 'reason'),
+          ),
+          alert(
+            'GatewayRouteRefsUnresolved',
+            'gatewayRouteRefsUnresolved',
+            'max by (%s) %s == 0' % [obj(['namespace', 'route', 'gateway_namespace', 'gateway', 'section']), state('gateway_route_resolved_refs{%s}' % sel)],
+            'HTTPRoute {{ $labels.namespace }}/{{ $labels.route }} names backends that do not resolve.',
+            'The controller of Gateway {{ $labels.gateway_namespace }}/{{ $labels.gateway }} reports ResolvedRefs=False for HTTPRoute {{ $labels.namespace }}/{{ $labels.route }}: a backendRefs Service is missing (BackendNotFound), in another namespace without a ReferenceGrant (RefNotPermitted), or of a kind it does not support (InvalidKind). Requests matching the affected rules get a 500. gateway_route_backends_ready shows each backend.',
+          ),
+          alert(
+            'GatewayListenerInvalid',
+            'gatewayListenerInvalid',
+            |||
+              max by (%(l)s) %(programmed)s
+              or
+              max by (%(l)s) %(refs)s
+              or
+              max by (%(l)s) %(conflicted)s
+            ||| % {
+              l: obj(['namespace', 'gateway', 'listener', 'condition', 'status', 'reason']),
+              programmed: state('gateway_listener_status_condition_info{%s,condition="Programmed",status="False"}' % sel),
+              refs: state('gateway_listener_status_condition_info{%s,condition="ResolvedRefs",status="False"}' % sel),
+              conflicted: state('gateway_listener_status_condition_info{%s,condition="Conflicted",status="True"}' % sel),
+            },
+            'Listener {{ $labels.listener }} of Gateway {{ $labels.namespace }}/{{ $labels.gateway }}: {{ $labels.condition }} {{ $labels.reason }}.',
+            "The controller reports {{ $labels.condition }} ({{ $labels.reason }}) for listener {{ $labels.listener }} of Gateway {{ $labels.namespace }}/{{ $labels.gateway }}: the routes attached to it are not served. InvalidCertificateRef: its TLS Secret is missing or invalid (an HTTPS listener without certificateRefs, as the seed's internal Gateway); HostnameConflict or ProtocolConflict: another listener on the port clashes. Run: kubectl -n {{ $labels.namespace }} describe gateway {{ $labels.gateway }}.",
+          ),
+          alert(
+            'GatewayRouteStatusStale',
+            'gatewayRouteStatusStale',
+            'max by (%s) %s == 1' % [obj(['namespace', 'route', 'gateway_namespace', 'gateway', 'section']), state('gateway_route_status_stale{%s}' % sel)],
+            'The status of HTTPRoute {{ $labels.namespace }}/{{ $labels.route }} is out of date.',
+            'The conditions the controller of Gateway {{ $labels.gateway_namespace }}/{{ $labels.gateway }} wrote for HTTPRoute {{ $labels.namespace }}/{{ $labels.route }} are for an older generation of the route: the controller has not processed the last change (it is down, or cannot write status). Check the Gateway controller (cilium-operator) logs.',
           ),
         ],
       },

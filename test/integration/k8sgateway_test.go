@@ -176,7 +176,7 @@ func TestDNSVerdictsAgreeWithK8sGateway(t *testing.T) {
 	// namespace: k8s_gateway v0.4.0 carries the first parentRef's namespace
 	// over and misses the second Gateway, so it answers only the first
 	// address. lbprobe expects both: missing_address.
-	if err := cl.Gateway(ctx, seed.AppsNS, "apps-gw", netip.MustParseAddr("127.12.80.91")); err != nil {
+	if err := cl.Gateway(ctx, seed.AppsNS, "apps-gw", netip.MustParseAddr("127.12.80.91"), ""); err != nil {
 		t.Fatal(err)
 	}
 	route := &unstructured.Unstructured{Object: map[string]any{

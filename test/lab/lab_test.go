@@ -202,4 +202,35 @@ func TestReferenceLAN(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+
+	t.Run("policy interfaces on a node", func(t *testing.T) {
+		// lbprobe as the DaemonSet runs it, on k8s-nuc: the seed's policy
+		// wants ^enp.* and the node's only NIC is eth0, so nothing on this
+		// node can announce. A policy for ^eth0$ matches it.
+		onNode := l.StartLBProbe(t, nuc.NS, "--probe.timeout=2s", "--node.name="+nuc.Name)
+		matched := labels{"policy": seed.PolicyName, "node": nuc.Name, "interfaces": ""}
+		scrapeUntil(t, onNode, func(e exposition) error {
+			return e.check([]expect{
+				{name: "loadbalancer_l2_policy_interfaces_matched", labels: matched, want: 0},
+				{name: "loadbalancer_l2_policy_nodes", labels: labels{"policy": seed.PolicyName}, want: 3},
+			})
+		})
+		linux := map[string]any{"matchLabels": map[string]any{"kubernetes.io/os": "linux"}}
+		if err := sc.PolicyWith(t.Context(), "l2-policy-eth", linux, "^eth0$"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := sc.Dynamic.Resource(seed.PolicyGVR).Delete(ctx, "l2-policy-eth", metav1.DeleteOptions{}); err != nil {
+				t.Error(err)
+			}
+		})
+		scrapeUntil(t, onNode, func(e exposition) error {
+			return e.check([]expect{
+				{name: "loadbalancer_l2_policy_interfaces_matched", labels: labels{"policy": "l2-policy-eth", "node": nuc.Name, "interfaces": lab.Interface}, want: 1},
+				{name: "loadbalancer_l2_policy_interfaces_matched", labels: matched, want: 0},
+			})
+		})
+	})
 }

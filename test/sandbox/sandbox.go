@@ -46,8 +46,8 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/lbprobe/lbprobe/test/k8sgateway"
@@ -183,7 +183,7 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		return s, err
 	}
 	s.renewerWG.Go(func() { s.renewLeases(leaseRenewEvery) })
-	logf("seeded: Gateways external %s and internal %s, k8s-gateway %s, apps/legacy %s, apps/pending (no IP)",
+	logf("seeded: Gateways external %s and internal %s, k8s-gateway %s, apps/legacy %s (no ready backend), apps/pending (no IP), apps/pinned (requested IP not given), apps/shared-a and -b (split brain), the seed's httpsredirect (refused), the seed's L2 policy (^enp.*)",
 		s.Addrs.External, s.Addrs.Internal, s.Addrs.DNS, s.Addrs.Legacy)
 
 	if err := s.servePorts(); err != nil {
@@ -219,6 +219,10 @@ kubernetes:
 	args := append([]string{
 		"--config.file=" + config, "--kubeconfig=" + s.Cluster.KubeconfigPath(),
 		"--cilium.namespace=" + seed.CiliumNamespace, "--web.listen-address=" + listen,
+		// As the DaemonSet would on k8s-nuc: the L2 policies that select the
+		// node are matched against this host's own interfaces (the seed's
+		// ^enp.* matches none on a host whose NIC is eth0).
+		"--node.name=" + seed.NodeNames[0],
 	}, extraArgs...)
 	s.logf("running %s %v", bin, args)
 	hostPort := strings.TrimPrefix(s.URL, "http://")
@@ -347,16 +351,12 @@ func (s *Sandbox) servePorts() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The seed's Gateways listen on https only.
 	for _, ip := range []netip.Addr{s.Addrs.External, s.Addrs.Internal} {
-		for _, l := range []struct {
-			port uint16
-			tls  bool
-		}{{uint16(s.Ports.HTTP), false}, {uint16(s.Ports.HTTPS), true}} {
-			ap := netip.AddrPortFrom(ip, l.port)
-			s.listeners[ap] = &listener{tls: l.tls}
-			if err := s.serve(ap, s.listeners[ap]); err != nil {
-				return err
-			}
+		ap := netip.AddrPortFrom(ip, uint16(s.Ports.HTTPS))
+		s.listeners[ap] = &listener{tls: true}
+		if err := s.serve(ap, s.listeners[ap]); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -437,23 +437,31 @@ func (s *Sandbox) StartListener(ap netip.AddrPort) error {
 }
 
 // breakMore adds the sandbox's other broken things, so that those series
-// show their failing value too: a second pool that overlaps the first, a
-// Gateway "staging" that is not programmed and whose status address differs
-// from the one it asked for (nothing serves it), and a hostname claimed by
-// routes on both Gateways.
+// show their failing value too:
+//   - a second pool that overlaps the first;
+//   - a Gateway "staging" that is not programmed and whose status address
+//     differs from the one it asked for (nothing serves it);
+//   - a hostname claimed by routes on both Gateways;
+//   - apps/pinned, whose requested IP (apps/legacy's) LB-IPAM cannot give;
+//   - apps/shared-a and apps/shared-b, sharing one IP by a sharing key, each
+//     with its own L2 lease held by a different node: a split brain;
+//   - a second L2 policy whose node selector matches no node and whose
+//     interface regex Cilium cannot parse.
 func breakMore(ctx context.Context, cl *seed.Cluster, addrs seed.Addresses) error {
-	// .84 and .85 of the stand-ins' /24, next to the Gateways' .80 and .81.
-	b := addrs.External.As4()
-	b[3] = 84
-	requested := netip.AddrFrom4(b)
-	got := requested.Next()
+	// .84 to .86 of the stand-ins' /24, next to the Gateways' .80 and .81.
+	at := func(last byte) netip.Addr {
+		b := addrs.External.As4()
+		b[3] = last
+		return netip.AddrFrom4(b)
+	}
+	requested, got, shared := at(84), at(85), at(86)
 	if err := cl.Pool(ctx, "lb-pool-old", netip.PrefixFrom(addrs.External, 29), 0); err != nil {
 		return err
 	}
 	if err := cl.SetPoolConflict(ctx, "lb-pool-old", true); err != nil {
 		return err
 	}
-	if err := cl.Gateway(ctx, seed.GatewayNS, "staging", got); err != nil {
+	if err := cl.Gateway(ctx, seed.GatewayNS, "staging", got, ""); err != nil {
 		return err
 	}
 	gws := cl.Dynamic.Resource(seed.GatewayGVR).Namespace(seed.GatewayNS)
@@ -464,21 +472,38 @@ func breakMore(ctx context.Context, cl *seed.Cluster, addrs seed.Addresses) erro
 	if err := cl.SetGatewayAddress(ctx, seed.GatewayNS, "staging", got, false); err != nil {
 		return err
 	}
-	route := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-		"metadata": map[string]any{"name": "shared-app", "namespace": seed.AppsNS},
-		"spec": map[string]any{
-			"hostnames": []any{"shared." + seed.Domain},
-			"parentRefs": []any{
-				map[string]any{"name": "external", "namespace": seed.GatewayNS},
-				map[string]any{"name": "internal", "namespace": seed.GatewayNS},
-			},
-		},
-	}}
-	if _, err := cl.Dynamic.Resource(seed.HTTPRouteGVR).Namespace(seed.AppsNS).Create(ctx, route, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("httproute shared-app: %w", err)
+	both := []seed.ParentRef{{Namespace: seed.GatewayNS, Name: "external"}, {Namespace: seed.GatewayNS, Name: "internal"}}
+	if err := cl.HTTPRoute(ctx, seed.AppsNS, "shared-app", []string{"shared." + seed.Domain}, both, "public-app"); err != nil {
+		return err
 	}
-	return nil
+
+	http := []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}}
+	if err := cl.Service(ctx, seed.AppsNS, "pinned", nil, map[string]string{"lbipam.cilium.io/ips": addrs.Legacy.String()}, http); err != nil {
+		return err
+	}
+	if err := cl.SetIPAMCondition(ctx, seed.AppsNS, "pinned", false, "already_allocated"); err != nil {
+		return err
+	}
+	now := time.Now()
+	for i, name := range []string{"shared-a", "shared-b"} {
+		annots := map[string]string{"lbipam.cilium.io/sharing-key": "shared"}
+		port := []corev1.ServicePort{{Name: "http", Port: int32(8081 + i), Protocol: corev1.ProtocolTCP}}
+		if err := cl.Service(ctx, seed.AppsNS, name, nil, annots, port); err != nil {
+			return err
+		}
+		if err := cl.SetServiceIP(ctx, seed.AppsNS, name, shared); err != nil {
+			return err
+		}
+		if err := cl.Lease(ctx, seed.AppsNS, name, seed.NodeNames[i], now.Add(-time.Hour), now, 15, 1); err != nil {
+			return err
+		}
+	}
+
+	dmz := map[string]any{"matchLabels": map[string]any{"node-role.example.com/dmz": "true"}}
+	if err := cl.PolicyWith(ctx, "l2-policy-dmz", dmz, "^bond0["); err != nil {
+		return err
+	}
+	return cl.SetPolicyCondition(ctx, "l2-policy-dmz", "io.cilium/bad-interface-regex", "error parsing regexp: missing closing ]: `[`")
 }
 
 // freeAddress returns 127.0.0.1:PORT with a port that was free a moment ago.

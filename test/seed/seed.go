@@ -16,7 +16,9 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -24,6 +26,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 )
 
 // Addresses are the IPs of the reference cluster. Reference() gives the real
@@ -129,7 +132,11 @@ func (c *Cluster) Seed(ctx context.Context, ports Ports) error {
 			return err
 		}
 	}
-	web := []corev1.ServicePort{{Name: "http", Port: ports.HTTP, Protocol: corev1.ProtocolTCP}, {Name: "https", Port: ports.HTTPS, Protocol: corev1.ProtocolTCP}}
+	// Cilium gives a Gateway's Service one port per listener port: the
+	// seed's Gateways listen on https only.
+	https := func() []corev1.ServicePort {
+		return []corev1.ServicePort{{Name: "https", Port: ports.HTTPS, Protocol: corev1.ProtocolTCP}}
+	}
 	services := []struct {
 		ns, name string
 		labels   map[string]string
@@ -137,9 +144,11 @@ func (c *Cluster) Seed(ctx context.Context, ports Ports) error {
 		ports    []corev1.ServicePort
 		ip       netip.Addr
 	}{
-		{GatewayNS, "cilium-gateway-external", map[string]string{"io.cilium.gateway/owning-gateway": "external"}, nil, web, c.Addrs.External},
-		{GatewayNS, "cilium-gateway-internal", map[string]string{"io.cilium.gateway/owning-gateway": "internal"}, nil, web, c.Addrs.Internal},
-		{NetworkNS, "k8s-gateway", map[string]string{"app.kubernetes.io/name": "k8s-gateway"}, nil,
+		{GatewayNS, "cilium-gateway-external", map[string]string{"io.cilium.gateway/owning-gateway": "external"}, nil, https(), c.Addrs.External},
+		{GatewayNS, "cilium-gateway-internal", map[string]string{"io.cilium.gateway/owning-gateway": "internal"}, nil, https(), c.Addrs.Internal},
+		// Pinned, as the seed's HelmRelease does: the router forwards the
+		// domain to this address.
+		{NetworkNS, "k8s-gateway", map[string]string{"app.kubernetes.io/name": "k8s-gateway"}, map[string]string{RequestAnnotation: c.Addrs.DNS.String()},
 			[]corev1.ServicePort{{Name: "dns", Port: ports.DNS, Protocol: corev1.ProtocolUDP}, {Name: "dns-tcp", Port: ports.DNS, Protocol: corev1.ProtocolTCP}}, c.Addrs.DNS},
 		// A plain LoadBalancer Service whose hostname annotation collides with
 		// a route: k8s_gateway answers the route's gateway address for it.
@@ -157,22 +166,75 @@ func (c *Cluster) Seed(ctx context.Context, ports Ports) error {
 			}
 		}
 	}
-	if err := c.GatewayClass(ctx, "cilium"); err != nil {
+	if err := c.SetIPAMCondition(ctx, NetworkNS, "k8s-gateway", true, "satisfied"); err != nil {
 		return err
 	}
-	for _, g := range []struct {
-		name string
-		ip   netip.Addr
-	}{{"external", c.Addrs.External}, {"internal", c.Addrs.Internal}} {
-		if err := c.Gateway(ctx, GatewayNS, g.name, g.ip); err != nil {
+	// What stands behind the Services. Cilium gives a Gateway's Service a
+	// placeholder endpoint; the routes' backends serve. Nothing is ready
+	// behind apps/legacy: its one pod is not ready.
+	for _, b := range []struct {
+		ns, name string
+		ports    []corev1.ServicePort
+		ready    []bool
+	}{
+		{GatewayNS, "cilium-gateway-external", nil, []bool{true}},
+		{GatewayNS, "cilium-gateway-internal", nil, []bool{true}},
+		{NetworkNS, "k8s-gateway", nil, []bool{true}},
+		{AppsNS, "legacy", nil, []bool{false}},
+		{AppsNS, "public-app", []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}, []bool{true, true}},
+		{AppsNS, "internal-app", []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}, []bool{true}},
+	} {
+		if b.ports != nil {
+			if err := c.ClusterIPService(ctx, b.ns, b.name, b.ports); err != nil {
+				return err
+			}
+		}
+		if err := c.EndpointSlice(ctx, b.ns, b.name, b.ready...); err != nil {
 			return err
 		}
 	}
-	if err := c.HTTPRoute(ctx, AppsNS, "public-app", []string{"app." + Domain}, GatewayNS, "external"); err != nil {
+	if err := c.GatewayClass(ctx, "cilium"); err != nil {
 		return err
 	}
-	if err := c.HTTPRoute(ctx, AppsNS, "internal-app", []string{"internal." + Domain}, GatewayNS, "internal"); err != nil {
+	// The seed's routes: the apps' on the https listeners, and its
+	// httpsredirect, whose sectionName http matches no listener of the
+	// seed's Gateways: the controller refuses it with NoMatchingParent, while
+	// k8s_gateway still answers for the hostnames of the routes it names.
+	for _, r := range []struct {
+		ns, name, host, gw string
+	}{
+		{AppsNS, "public-app", "app." + Domain, "external"},
+		{AppsNS, "internal-app", "internal." + Domain, "internal"},
+	} {
+		parent := ParentRef{Namespace: GatewayNS, Name: r.gw, Section: "https"}
+		if err := c.HTTPRoute(ctx, r.ns, r.name, []string{r.host}, []ParentRef{parent}, r.name); err != nil {
+			return err
+		}
+		if err := c.SetRouteStatus(ctx, r.ns, r.name, RouteParentStatus{ParentRef: parent, Accepted: "Accepted", ResolvedRefs: "ResolvedRefs"}); err != nil {
+			return err
+		}
+	}
+	redirect := []ParentRef{{Name: "internal", Section: "http"}, {Name: "external", Section: "http"}}
+	if err := c.RedirectRoute(ctx, GatewayNS, "httpsredirect", redirect); err != nil {
 		return err
+	}
+	var refused []RouteParentStatus
+	for _, p := range redirect {
+		refused = append(refused, RouteParentStatus{ParentRef: p, Accepted: "NoMatchingParent", ResolvedRefs: "ResolvedRefs"})
+	}
+	if err := c.SetRouteStatus(ctx, GatewayNS, "httpsredirect", refused...); err != nil {
+		return err
+	}
+	// The Gateways after their routes: their listener status counts the
+	// routes attached. Only external's listener names a certificate, as in
+	// the seed.
+	for _, g := range []struct {
+		name, secret string
+		ip           netip.Addr
+	}{{"external", "sbbh-cloud-tls", c.Addrs.External}, {"internal", "", c.Addrs.Internal}} {
+		if err := c.Gateway(ctx, GatewayNS, g.name, g.ip, g.secret); err != nil {
+			return err
+		}
 	}
 	if err := c.Pool(ctx, PoolName, c.Addrs.Pool, 4); err != nil {
 		return err
@@ -208,7 +270,7 @@ func (c *Cluster) Namespace(ctx context.Context, name string) error {
 // Node creates a Node with an InternalIP.
 func (c *Cluster) Node(ctx context.Context, name string, ip netip.Addr) error {
 	n, err := c.Core.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Name: name, Labels: map[string]string{"kubernetes.io/hostname": name},
+		Name: name, Labels: map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
 	}}, metav1.CreateOptions{})
 	if err != nil {
 		return ignoreExists(err, "node "+name)
@@ -247,6 +309,85 @@ func (c *Cluster) SetServiceIP(ctx context.Context, ns, name string, ip netip.Ad
 	}
 	_, err = c.Core.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{})
 	return wrap(err, "service status "+ns+"/"+name)
+}
+
+// RequestAnnotation is the annotation the seed pins k8s_gateway's IP with
+// (the older alias of lbipam.cilium.io/ips, which Cilium still reads).
+const RequestAnnotation = "io.cilium/lb-ipam-ips"
+
+// IPAMConditionType is the Service condition through which Cilium's LB-IPAM
+// (the version that reads RequestAnnotation) says whether the IPs requested
+// were given.
+const IPAMConditionType = "io.cilium/lb-ipam-request-satisfied"
+
+// SetIPAMCondition writes the LB-IPAM request condition of a Service with
+// reason (e.g. "satisfied", "already_allocated"), as Cilium's operator does.
+func (c *Cluster) SetIPAMCondition(ctx context.Context, ns, name string, satisfied bool, reason string) error {
+	svc, err := c.Core.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return wrap(err, "service "+ns+"/"+name)
+	}
+	status := metav1.ConditionFalse
+	if satisfied {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&svc.Status.Conditions, metav1.Condition{
+		Type: IPAMConditionType, Status: status, Reason: reason, ObservedGeneration: svc.Generation,
+		LastTransitionTime: metav1.NewTime(c.Now()),
+	})
+	_, err = c.Core.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{})
+	return wrap(err, "service status "+ns+"/"+name)
+}
+
+// ClusterIPService creates a selector-less ClusterIP Service, such as a
+// route's backend.
+func (c *Cluster) ClusterIPService(ctx context.Context, ns, name string, ports []corev1.ServicePort) error {
+	_, err := c.Core.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: ports},
+	}, metav1.CreateOptions{})
+	return ignoreExists(err, "service "+ns+"/"+name)
+}
+
+// EndpointSlice writes the EndpointSlice of the Service ns/name with one
+// endpoint per entry of ready, pod addresses 10.42.x.y (data only, never
+// probed). A Gateway's Service gets Cilium's placeholder instead,
+// 192.192.192.192:9999.
+func (c *Cluster) EndpointSlice(ctx context.Context, ns, name string, ready ...bool) error {
+	svc, err := c.Core.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return wrap(err, "service "+ns+"/"+name)
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name + "-seed", Namespace: ns,
+			Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "seed"},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	for _, p := range svc.Spec.Ports {
+		slice.Ports = append(slice.Ports, discoveryv1.EndpointPort{Name: ptr.To(p.Name), Port: ptr.To(p.TargetPort.IntVal), Protocol: ptr.To(p.Protocol)})
+	}
+	_, placeholder := svc.Labels["io.cilium.gateway/owning-gateway"]
+	if placeholder {
+		slice.Ports = []discoveryv1.EndpointPort{{Port: ptr.To[int32](9999)}}
+	}
+	for i, r := range ready {
+		addr := fmt.Sprintf("10.42.%d.%d", len(ns)%200, 10+i)
+		if placeholder {
+			addr = "192.192.192.192"
+		}
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{addr},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(r)},
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: fmt.Sprintf("%s-%d", name, i)},
+		})
+	}
+	if placeholder {
+		slice.Endpoints[0].TargetRef = nil
+	}
+	_, err = c.Core.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{})
+	return ignoreExists(err, "endpointslice "+ns+"/"+slice.Name)
 }
 
 // LeaseName is the name of Cilium's L2 announcement lease for a Service.
@@ -290,26 +431,29 @@ func (c *Cluster) GatewayClass(ctx context.Context, name string) error {
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
 		"metadata": map[string]any{"name": name},
-		"spec":     map[string]any{"controllerName": "io.cilium/gateway-controller"},
+		"spec":     map[string]any{"controllerName": ControllerName},
 	}}
 	_, err := c.Dynamic.Resource(ClassGVR).Create(ctx, obj, metav1.CreateOptions{})
 	return ignoreExists(err, "gatewayclass "+name)
 }
 
-// Gateway creates a Gateway with HTTP and HTTPS listeners and writes its
-// status: the address and Programmed=True.
-func (c *Cluster) Gateway(ctx context.Context, ns, name string, ip netip.Addr) error {
+// Gateway creates a Gateway as the seed writes its two: its address asked
+// for in spec.addresses and one HTTPS listener for *.Domain, naming the
+// certificate Secret secret when not empty. Then it writes the status the
+// Gateway controller would: the address, Accepted and Programmed, and the
+// listener's conditions with the routes attached.
+func (c *Cluster) Gateway(ctx context.Context, ns, name string, ip netip.Addr, secret string) error {
+	listener := map[string]any{"name": "https", "port": int64(c.Ports.HTTPS), "protocol": "HTTPS", "hostname": "*." + Domain}
+	if secret != "" {
+		listener["tls"] = map[string]any{"certificateRefs": []any{map[string]any{"kind": "Secret", "name": secret}}}
+	}
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
 		"metadata": map[string]any{"name": name, "namespace": ns},
 		"spec": map[string]any{
 			"gatewayClassName": "cilium",
-			"listeners": []any{
-				map[string]any{"name": "http", "port": int64(c.Ports.HTTP), "protocol": "HTTP", "allowedRoutes": map[string]any{"namespaces": map[string]any{"from": "All"}}},
-				map[string]any{"name": "https", "port": int64(c.Ports.HTTPS), "protocol": "HTTPS", "hostname": "*." + Domain,
-					"tls":           map[string]any{"mode": "Terminate", "certificateRefs": []any{map[string]any{"name": name + "-tls"}}},
-					"allowedRoutes": map[string]any{"namespaces": map[string]any{"from": "All"}}},
-			},
+			"addresses":        []any{map[string]any{"type": "IPAddress", "value": ip.String()}},
+			"listeners":        []any{listener},
 		},
 	}}
 	if _, err := c.Dynamic.Resource(GatewayGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
@@ -320,7 +464,9 @@ func (c *Cluster) Gateway(ctx context.Context, ns, name string, ip netip.Addr) e
 	return c.SetGatewayAddress(ctx, ns, name, ip, true)
 }
 
-// SetGatewayAddress writes a Gateway's status address and Programmed condition.
+// SetGatewayAddress writes a Gateway's status: its address, the Accepted
+// and Programmed conditions, and per listener Accepted, Programmed,
+// ResolvedRefs and Conflicted with the count of accepted routes attached.
 func (c *Cluster) SetGatewayAddress(ctx context.Context, ns, name string, ip netip.Addr, programmed bool) error {
 	gw, err := c.Dynamic.Resource(GatewayGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -334,15 +480,77 @@ func (c *Cluster) SetGatewayAddress(ctx context.Context, ns, name string, ip net
 	if ip.IsValid() {
 		addrs = []any{map[string]any{"type": "IPAddress", "value": ip.String()}}
 	}
+	gen, now := gw.GetGeneration(), c.Now()
+	specListeners, _, _ := unstructured.NestedSlice(gw.Object, "spec", "listeners")
+	var listeners []any
+	for _, l := range specListeners {
+		lname, _ := l.(map[string]any)["name"].(string)
+		attached, err := c.attachedRoutes(ctx, ns, name, lname)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, map[string]any{
+			"name":           lname,
+			"supportedKinds": []any{map[string]any{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}},
+			"attachedRoutes": int64(attached),
+			"conditions": []any{
+				condition("Accepted", "True", "Accepted", gen, now),
+				condition("Programmed", status, reason, gen, now),
+				condition("ResolvedRefs", "True", "ResolvedRefs", gen, now),
+				condition("Conflicted", "False", "NoConflicts", gen, now),
+			},
+		})
+	}
 	gw.Object["status"] = map[string]any{
 		"addresses": addrs,
 		"conditions": []any{
-			condition("Accepted", "True", "Accepted", gw.GetGeneration(), c.Now()),
-			condition("Programmed", status, reason, gw.GetGeneration(), c.Now()),
+			condition("Accepted", "True", "Accepted", gen, now),
+			condition("Programmed", status, reason, gen, now),
 		},
+		"listeners": listeners,
 	}
 	_, err = c.Dynamic.Resource(GatewayGVR).Namespace(ns).UpdateStatus(ctx, gw, metav1.UpdateOptions{})
 	return wrap(err, "gateway status "+ns+"/"+name)
+}
+
+// attachedRoutes counts the HTTPRoutes whose status says the Gateway
+// ns/name accepted them on the listener (or on every listener, for a
+// parentRef without a sectionName).
+func (c *Cluster) attachedRoutes(ctx context.Context, ns, name, listener string) (int, error) {
+	routes, err := c.Dynamic.Resource(HTTPRouteGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, wrap(err, "listing httproutes")
+	}
+	n := 0
+	for _, r := range routes.Items {
+		parents, _, _ := unstructured.NestedSlice(r.Object, "status", "parents")
+		for _, p := range parents {
+			pm, _ := p.(map[string]any)
+			ref, _ := pm["parentRef"].(map[string]any)
+			pns, _ := ref["namespace"].(string)
+			if pns == "" {
+				pns = r.GetNamespace()
+			}
+			section, _ := ref["sectionName"].(string)
+			if ref["name"] != name || pns != ns || (section != "" && section != listener) || !accepted(pm) {
+				continue
+			}
+			n++
+			break
+		}
+	}
+	return n, nil
+}
+
+// accepted reports whether a route parent status has Accepted=True.
+func accepted(parent map[string]any) bool {
+	conds, _ := parent["conditions"].([]any)
+	for _, c := range conds {
+		if m, _ := c.(map[string]any); m["type"] == "Accepted" {
+			return m["status"] == "True"
+		}
+	}
+	return false
 }
 
 func condition(typ, status, reason string, generation int64, now time.Time) map[string]any {
@@ -352,23 +560,103 @@ func condition(typ, status, reason string, generation int64, now time.Time) map[
 	}
 }
 
-// HTTPRoute creates an HTTPRoute with hostnames attached to one Gateway.
-func (c *Cluster) HTTPRoute(ctx context.Context, ns, name string, hostnames []string, gwNS, gw string) error {
+// ParentRef names a Gateway, and optionally one of its listeners, in an
+// HTTPRoute; an empty Namespace means the route's.
+type ParentRef struct {
+	Namespace, Name, Section string
+}
+
+func (p ParentRef) object() map[string]any {
+	m := map[string]any{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": p.Name}
+	if p.Namespace != "" {
+		m["namespace"] = p.Namespace
+	}
+	if p.Section != "" {
+		m["sectionName"] = p.Section
+	}
+	return m
+}
+
+func parentRefs(parents []ParentRef) []any {
+	out := make([]any, len(parents))
+	for i, p := range parents {
+		out[i] = p.object()
+	}
+	return out
+}
+
+// HTTPRoute creates an HTTPRoute for hostnames on parents, forwarding to
+// port 80 of the Service backend in its namespace.
+func (c *Cluster) HTTPRoute(ctx context.Context, ns, name string, hostnames []string, parents []ParentRef, backend string) error {
 	hosts := make([]any, len(hostnames))
 	for i, h := range hostnames {
 		hosts[i] = h
 	}
+	return c.createRoute(ctx, ns, name, map[string]any{
+		"hostnames":  hosts,
+		"parentRefs": parentRefs(parents),
+		"rules":      []any{map[string]any{"backendRefs": []any{map[string]any{"name": backend, "port": int64(80)}}}},
+	})
+}
+
+// RedirectRoute creates the seed's httpsredirect: no hostnames, one rule
+// redirecting to https with a 301.
+func (c *Cluster) RedirectRoute(ctx context.Context, ns, name string, parents []ParentRef) error {
+	return c.createRoute(ctx, ns, name, map[string]any{
+		"parentRefs": parentRefs(parents),
+		"rules": []any{map[string]any{"filters": []any{map[string]any{
+			"type":            "RequestRedirect",
+			"requestRedirect": map[string]any{"scheme": "https", "statusCode": int64(301)},
+		}}}},
+	})
+}
+
+func (c *Cluster) createRoute(ctx context.Context, ns, name string, spec map[string]any) error {
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
 		"metadata": map[string]any{"name": name, "namespace": ns},
-		"spec": map[string]any{
-			"hostnames":  hosts,
-			"parentRefs": []any{map[string]any{"name": gw, "namespace": gwNS}},
-			"rules":      []any{map[string]any{"backendRefs": []any{map[string]any{"name": name, "port": int64(80)}}}},
-		},
+		"spec":     spec,
 	}}
 	_, err := c.Dynamic.Resource(HTTPRouteGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{})
 	return ignoreExists(err, "httproute "+ns+"/"+name)
+}
+
+// RouteParentStatus is what the Gateway controller writes for one parentRef
+// of a route: the reasons of its Accepted and ResolvedRefs conditions
+// ("Accepted" and "ResolvedRefs" are True, any other reason False).
+type RouteParentStatus struct {
+	ParentRef
+	Accepted, ResolvedRefs string
+}
+
+// ControllerName is the Cilium Gateway controller's name.
+const ControllerName = "io.cilium/gateway-controller"
+
+// SetRouteStatus writes an HTTPRoute's status.parents as Cilium's Gateway
+// controller would.
+func (c *Cluster) SetRouteStatus(ctx context.Context, ns, name string, parents ...RouteParentStatus) error {
+	r, err := c.Dynamic.Resource(HTTPRouteGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return wrap(err, "httproute "+ns+"/"+name)
+	}
+	gen, now := r.GetGeneration(), c.Now()
+	status := func(typ, reason string) map[string]any {
+		if reason == typ {
+			return condition(typ, "True", reason, gen, now)
+		}
+		return condition(typ, "False", reason, gen, now)
+	}
+	var out []any
+	for _, p := range parents {
+		out = append(out, map[string]any{
+			"parentRef":      p.object(),
+			"controllerName": ControllerName,
+			"conditions":     []any{status("Accepted", p.Accepted), status("ResolvedRefs", p.ResolvedRefs)},
+		})
+	}
+	r.Object["status"] = map[string]any{"parents": out}
+	_, err = c.Dynamic.Resource(HTTPRouteGVR).Namespace(ns).UpdateStatus(ctx, r, metav1.UpdateOptions{})
+	return wrap(err, "httproute status "+ns+"/"+name)
 }
 
 // Pool creates a CiliumLoadBalancerIPPool over prefix and writes its status
@@ -427,21 +715,46 @@ func (c *Cluster) SetPoolConflict(ctx context.Context, name string, conflict boo
 	return wrap(err, "pool status "+name)
 }
 
-// Policy creates a CiliumL2AnnouncementPolicy announcing every Service's LB IP.
+// Policy creates the seed's CiliumL2AnnouncementPolicy: every Service's LB
+// IP, announced on interfaces matching ^enp.* of every Linux node. (A node
+// whose NIC is eth0 matches no interface: the seed's own mismatch.)
 func (c *Cluster) Policy(ctx context.Context, name string) error {
+	return c.PolicyWith(ctx, name, map[string]any{"matchLabels": map[string]any{"kubernetes.io/os": "linux"}}, "^enp.*")
+}
+
+// PolicyWith creates a CiliumL2AnnouncementPolicy for every Service's LB IP
+// with a node selector and interface regexes.
+func (c *Cluster) PolicyWith(ctx context.Context, name string, nodeSelector map[string]any, interfaces ...string) error {
+	ifaces := make([]any, len(interfaces))
+	for i, s := range interfaces {
+		ifaces[i] = s
+	}
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cilium.io/v2alpha1", "kind": "CiliumL2AnnouncementPolicy",
 		"metadata": map[string]any{"name": name},
 		"spec": map[string]any{
 			"loadBalancerIPs": true,
-			"interfaces":      []any{"^eth0$"},
-			"nodeSelector": map[string]any{"matchExpressions": []any{
-				map[string]any{"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"},
-			}},
+			"interfaces":      ifaces,
+			"nodeSelector":    nodeSelector,
 		},
 	}}
 	_, err := c.Dynamic.Resource(PolicyGVR).Create(ctx, obj, metav1.CreateOptions{})
 	return ignoreExists(err, "policy "+name)
+}
+
+// SetPolicyCondition writes a condition on a CiliumL2AnnouncementPolicy, as
+// Cilium's agent does for a selector or regex it cannot parse (type e.g.
+// io.cilium/bad-interface-regex, reason "error").
+func (c *Cluster) SetPolicyCondition(ctx context.Context, name, typ, message string) error {
+	pol, err := c.Dynamic.Resource(PolicyGVR).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return wrap(err, "policy "+name)
+	}
+	cond := condition(typ, "True", "error", pol.GetGeneration(), c.Now())
+	cond["message"] = message
+	pol.Object["status"] = map[string]any{"conditions": []any{cond}}
+	_, err = c.Dynamic.Resource(PolicyGVR).UpdateStatus(ctx, pol, metav1.UpdateOptions{})
+	return wrap(err, "policy status "+name)
 }
 
 func ignoreExists(err error, what string) error {
