@@ -2,6 +2,8 @@ package collector
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lbprobe/lbprobe/probe"
+	"github.com/lbprobe/lbprobe/test/poll"
 )
 
 // gateProber is a TCP probe function whose probes block until the gate opens or
@@ -120,7 +123,12 @@ func TestEngineCoalescesScrapes(t *testing.T) {
 	}
 	wg.Go(func() { results[1] = e.Probe(t.Context(), time.Minute) })
 	// The second scrape must join the round in flight, not start one.
-	waitFor(t, func() bool { return e.Joins() == 1 })
+	waitFor(t, func() error {
+		if n := e.Joins(); n != 1 {
+			return fmt.Errorf("Joins() = %d, want 1", n)
+		}
+		return nil
+	})
 	close(p.gate)
 	wg.Wait()
 	if got := e.Rounds(); got != 1 {
@@ -134,7 +142,12 @@ func TestEngineCoalescesScrapes(t *testing.T) {
 	}
 
 	// A scrape after the round finished gets a new round, never the old results.
-	waitFor(t, func() bool { return e.Last() != nil })
+	waitFor(t, func() error {
+		if e.Last() == nil {
+			return errors.New("Last() = nil: no round finished")
+		}
+		return nil
+	})
 	r3 := e.Probe(t.Context(), time.Minute)
 	if got := e.Rounds(); got != 2 {
 		t.Errorf("rounds after a later scrape = %d, want 2", got)
@@ -200,15 +213,12 @@ func TestTargetsDedupe(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after 5 s.
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor polls check every millisecond until it passes, failing the test
+// with check's last error after 5 s.
+func waitFor(t *testing.T, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
+	if err := poll.Until(t.Context(), 5*time.Second, time.Millisecond, check); err != nil {
+		t.Fatal(err)
 	}
 }
 

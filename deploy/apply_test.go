@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/lbprobe/lbprobe/test/lbprobebin"
+	"github.com/lbprobe/lbprobe/test/poll"
 )
 
 // applyCase is a variant applied for real into a namespace of its own.
@@ -248,10 +250,10 @@ func TestApply(t *testing.T) {
 						}
 					}
 				}
-				if log := p.log.String(); strings.Contains(strings.ToLower(log), "forbidden") {
+				if log := p.Logs(); strings.Contains(strings.ToLower(log), "forbidden") {
 					t.Errorf("%s: lbprobe's log mentions forbidden:\n%s", tc.name, log)
 				}
-				p.stop()
+				p.Stop()
 			})
 
 			t.Run("negative-control", func(t *testing.T) {
@@ -261,47 +263,46 @@ func TestApply(t *testing.T) {
 				}
 				// The API server's RBAC authorizer learns of the deletion through its informer:
 				// poll until it says no, before lbprobe starts (else lbprobe could still list).
-				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				err := poll.Until(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
 					got, err := canI(t, as, "list", "leases.coordination.k8s.io", "-n", "kube-system")
 					if err == nil && !got {
-						break
+						return nil
 					}
-					if time.Now().After(deadline) {
-						t.Fatalf("%s: without %s, can-i list leases -n kube-system: %v (err %v) for 10s, want no", tc.name, ref(leaseBinding), yesNo(got), err)
-					}
+					return fmt.Errorf("%v (err %v), want no", yesNo(got), err)
+				})
+				if err != nil {
+					t.Fatalf("%s: without %s, can-i list leases -n kube-system: %v", tc.name, ref(leaseBinding), err)
 				}
 				if bin == "" {
 					t.Skip("no lbprobe binary: $LBPROBE_BINARY is unset and go build failed (see TestBinary)")
 				}
 				p := startLBProbe(t, bin, kubeconfig)
-				deadline := time.Now().Add(15 * time.Second)
 				var errs, synced float64
-				for {
+				err = poll.Until(t.Context(), 15*time.Second, 200*time.Millisecond, func() error {
 					if ready, err := p.ready(t.Context()); err != nil {
 						t.Fatal(err)
 					} else if ready {
-						t.Fatalf("%s: lbprobe became ready without the leases RoleBinding: the RBAC check cannot fail\n%s", tc.name, p.log.String())
+						t.Fatalf("%s: lbprobe became ready without the leases RoleBinding: the RBAC check cannot fail\n%s", tc.name, p.Logs())
 					}
 					m, err := p.scrape(t.Context())
 					if err != nil {
 						t.Fatal(err)
 					}
 					errs, synced = m["lbprobe_kubernetes_watch_errors_total"]["leases"], m["lbprobe_kubernetes_synced"]["leases"]
-					if errs > 0 && strings.Contains(p.log.String(), "forbidden") {
-						break
+					if errs > 0 && strings.Contains(p.Logs(), "forbidden") {
+						return nil
 					}
-					if time.Now().After(deadline) {
-						t.Fatalf("%s: without the leases RoleBinding lbprobe reported no watch error for leases in 15 s (errors %v, synced %v); log:\n%s",
-							tc.name, errs, synced, p.log.String())
-					}
-					time.Sleep(200 * time.Millisecond)
+					return fmt.Errorf("no watch error for leases (errors %v, synced %v)", errs, synced)
+				})
+				if err != nil {
+					t.Fatalf("%s: without the leases RoleBinding, lbprobe: %v; log:\n%s", tc.name, err, p.Logs())
 				}
 				if synced != 0 {
 					t.Errorf("%s: lbprobe_kubernetes_synced{resource=\"leases\"} = %v without the RoleBinding, want 0", tc.name, synced)
 				}
 				t.Logf("%s: without %s lbprobe is not ready and counted %v watch errors for leases after %s",
 					tc.name, ref(leaseBinding), errs, time.Since(begin).Round(time.Millisecond))
-				p.stop()
+				p.Stop()
 			})
 		})
 	}
@@ -414,30 +415,10 @@ func (a *applier) delete(ctx context.Context, u *unstructured.Unstructured) erro
 // ---------------------------------------------------------------------------------------------
 // lbprobe as a process.
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type lbprobeProc struct {
-	cmd    *exec.Cmd
-	log    *lockedBuffer
-	base   string // http://127.0.0.1:PORT
-	hc     *http.Client
-	exited chan struct{}
-	once   sync.Once
+	*lbprobebin.Process
+	base string // http://127.0.0.1:PORT
+	hc   *http.Client
 }
 
 // startLBProbe runs lbprobe with Kubernetes discovery through kubeconfig, Cilium's leases in
@@ -455,44 +436,18 @@ func startLBProbe(t *testing.T, bin, kubeconfig string) *lbprobeProc {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	p := &lbprobeProc{log: &lockedBuffer{}, base: "http://" + addr, hc: &http.Client{Timeout: 15 * time.Second}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin,
-		"--kube.enabled=true", "--kubeconfig="+kubeconfig, "--cilium.namespace=kube-system",
-		"--web.listen-address="+addr, "--config.file="+cfg)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.Dir = dir
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("lbprobe's log:\n%s", p.log.String())
-		}
-	})
+	p := &lbprobeProc{base: "http://" + addr, hc: &http.Client{Timeout: 15 * time.Second}}
+	p.Process = lbprobebin.Start(t, lbprobebin.StartOptions{Binary: bin, Dir: dir, Args: []string{
+		"--kube.enabled=true", "--kubeconfig=" + kubeconfig, "--cilium.namespace=kube-system",
+		"--web.listen-address=" + addr, "--config.file=" + cfg,
+	}})
+	t.Cleanup(p.hc.CloseIdleConnections)
 	return p
 }
 
-// stop ends lbprobe (SIGTERM, SIGKILL after 5 s) and waits for it.
-func (p *lbprobeProc) stop() {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		p.hc.CloseIdleConnections()
-	})
-}
-
 func (p *lbprobeProc) get(ctx context.Context, path string) (int, []byte, error) {
-	select {
-	case <-p.exited:
-		return 0, nil, fmt.Errorf("lbprobe exited: %v; log:\n%s", p.cmd.ProcessState, p.log.String())
-	default:
+	if err := p.ExitError(); err != nil {
+		return 0, nil, fmt.Errorf("%w; log:\n%s", err, p.Logs())
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+path, nil)
 	if err != nil {
@@ -521,21 +476,13 @@ func (p *lbprobeProc) ready(ctx context.Context) (bool, error) {
 	return code == http.StatusOK, nil
 }
 
+// waitReady waits until /-/ready answers 200, saying why not and with lbprobe's log once timeout
+// passes or lbprobe exits.
 func (p *lbprobeProc) waitReady(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := p.ready(ctx)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("/-/ready not 200 after %s; log:\n%s", timeout, p.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := p.WaitReady(ctx, p.hc, p.base+"/-/ready", timeout); err != nil {
+		return fmt.Errorf("/-/ready: %w; log:\n%s", err, p.Logs())
 	}
+	return nil
 }
 
 // scrape returns the lbprobe_kubernetes_* series by name and resource label.
@@ -543,16 +490,12 @@ func (p *lbprobeProc) scrape(ctx context.Context) (map[string]map[string]float64
 	var (
 		code int
 		body []byte
-		err  error
 	)
-	for range 50 { // the listener may not be up yet
+	err := poll.Until(ctx, 5*time.Second, 100*time.Millisecond, func() error { // the listener may not be up yet
+		var err error
 		code, body, err = p.get(ctx, "/metrics")
-		var op *net.OpError
-		if !errors.As(err, &op) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package mixin_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,8 @@ import (
 	"github.com/lbprobe/lbprobe/test/kubecluster"
 	"github.com/lbprobe/lbprobe/test/lab"
 	"github.com/lbprobe/lbprobe/test/lbprobebin"
+	"github.com/lbprobe/lbprobe/test/needroot"
+	"github.com/lbprobe/lbprobe/test/poll"
 	"github.com/lbprobe/lbprobe/test/sandbox"
 	"github.com/lbprobe/lbprobe/test/seed"
 )
@@ -83,6 +86,29 @@ func startSandbox(t *testing.T) *sandbox.Sandbox {
 	return sb
 }
 
+// scrapeUntilICMP scrapes lbprobe at base until a scrape shows what the ICMP annotation
+// startSandbox sets as root added (a loadbalancer_icmp_ series), for up to 10 s, and returns
+// that scrape; without root, where nothing is annotated, the first scrape.
+func scrapeUntilICMP(t *testing.T, base string) string {
+	t.Helper()
+	var body string
+	err := poll.Until(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
+		var err error
+		body, err = get(t.Context(), http.DefaultClient, base+"/metrics")
+		switch {
+		case err != nil:
+			return err
+		case os.Geteuid() == 0 && !strings.Contains(body, "\nloadbalancer_icmp_"):
+			return errors.New("no loadbalancer_icmp_ series yet (apps/legacy has the ICMP annotation)")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
 // labScrape runs lbprobe in the router of the netns LAN lab (test/lab) over the seeded reference
 // cluster and returns a scrape: the ARP series exist only there. Every ARP outcome shows: nuc
 // answers for its VIPs (responders), opti1 stops answering (a failure), and --node.name names
@@ -90,9 +116,7 @@ func startSandbox(t *testing.T) *sandbox.Sandbox {
 // ICMP to k8s-gateway's IP, which nobody answers, fails. It skips without root.
 func labScrape(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the ARP series need the netns lab, which needs root; CI runs as root")
-	}
+	needroot.Root(t, "the ARP series need the netns lab")
 	dirs, err := kubecluster.CRDDirs()
 	if err != nil {
 		t.Fatal(err)
@@ -182,15 +206,14 @@ scrape_configs:
 		}
 	})
 	p := &prometheus{url: "http://" + listen, client: &http.Client{Timeout: 5 * time.Second}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := get(t.Context(), p.client, p.url+"/-/ready"); err == nil {
-			return p
-		} else if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	err := poll.Until(t.Context(), 30*time.Second, 200*time.Millisecond, func() error {
+		_, err := get(t.Context(), p.client, p.url+"/-/ready")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("prometheus not ready: %v", err)
 	}
+	return p
 }
 
 // alert is one entry of /api/v1/alerts.
@@ -282,45 +305,44 @@ next:
 // waitState waits until the alert is in state ("pending", "firing", or "" for gone).
 func (p *prometheus) waitState(t *testing.T, name string, match map[string]string, state string, timeout time.Duration) alert {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := "absent"
-	for {
+	var found alert
+	err := poll.Until(t.Context(), timeout, 250*time.Millisecond, func() error {
 		alerts, err := p.alerts(t.Context())
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		a, ok := find(alerts, name, match)
 		switch {
 		case ok && a.State == state, !ok && state == "":
-			return a
+			found = a
+			return nil
 		case ok:
-			last = a.State
+			return fmt.Errorf("%s, want %q", a.State, state)
 		default:
-			last = "absent"
+			return fmt.Errorf("absent, want %q", state)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v: still %s after %s, want %q", name, match, last, timeout, state)
-		}
-		time.Sleep(250 * time.Millisecond)
+	})
+	if err != nil {
+		t.Fatalf("%s%v: %v", name, match, err)
 	}
+	return found
 }
 
 // waitPresent waits until the alert is pending or firing.
 func (p *prometheus) waitPresent(t *testing.T, name string, match map[string]string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	err := poll.Until(t.Context(), timeout, 250*time.Millisecond, func() error {
 		alerts, err := p.alerts(t.Context())
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if _, ok := find(alerts, name, match); ok {
-			return
+		if _, ok := find(alerts, name, match); !ok {
+			return errors.New("not pending or firing")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v: not pending or firing after %s", name, match, timeout)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s%v: %v", name, match, err)
 	}
 }
 
@@ -351,12 +373,7 @@ func TestSandbox(t *testing.T) {
 
 	t.Run("expressions name exposed series and labels", func(t *testing.T) {
 		inv := inventory{}
-		// Two scrapes: the second sees what the ICMP annotation added.
-		time.Sleep(2 * time.Second)
-		body, err := get(t.Context(), http.DefaultClient, sb.URL+"/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
+		body := scrapeUntilICMP(t, sb.URL)
 		if err := inv.addExposition(body); err != nil {
 			t.Fatal(err)
 		}

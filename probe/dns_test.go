@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/lbprobe/lbprobe/test/targets"
 )
 
 // dnsServer is a real miekg/dns server on one loopback port, over UDP and
@@ -22,80 +24,33 @@ type dnsServer struct {
 	tcpQueries atomic.Int64
 }
 
-// startDNSServer serves handler on 127.0.0.1, UDP and TCP on the same
-// port, until the test ends.
+// startDNSServer serves handler with test/targets's DNS server on
+// 127.0.0.1, UDP and TCP on the same port, until the test ends.
 func startDNSServer(t *testing.T, handler dns.HandlerFunc) *dnsServer {
 	t.Helper()
 	s := &dnsServer{}
-	var (
-		pc  net.PacketConn
-		ln  net.Listener
-		err error
-	)
-	for range 10 { // the UDP port may be taken for TCP; try another
-		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
-		ln, err = net.Listen("tcp", s.addr.String())
-		if err == nil {
-			break
-		}
-		pc.Close()
-	}
-	if err != nil {
-		t.Fatalf("no port free for both UDP and TCP: %v", err)
-	}
 	counting := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		if w.RemoteAddr().Network() == "tcp" {
 			s.tcpQueries.Add(1)
 		}
 		handler(w, r)
 	})
-	for _, srv := range []*dns.Server{
-		{PacketConn: pc, Handler: counting},
-		{Listener: ln, Handler: counting},
-	} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		served := make(chan error, 1)
-		go func() { served <- srv.ActivateAndServe() }()
-		select {
-		case <-started:
-		case err := <-served:
-			t.Fatalf("dns server: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := srv.Shutdown(); err != nil {
-				t.Errorf("dns server shutdown: %v", err)
-			}
-			if err := <-served; err != nil {
-				t.Errorf("dns server: %v", err)
-			}
-		})
+	var err error
+	if s.addr, err = targets.DNS(t.Context(), "127.0.0.1:0", counting); err != nil {
+		t.Fatal(err)
 	}
 	return s
 }
 
 // blackholeUDP returns a loopback UDP port that receives queries and never
-// answers them.
+// answers them (test/targets's silent UDP peer).
 func blackholeUDP(t testing.TB) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	ap, err := targets.SilentUDP(t.Context(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
-				return // closed at cleanup
-			}
-		}
-	}()
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	return ap
 }
 
 // silentTCP returns a loopback TCP port whose connections the kernel

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbprobe/lbprobe/test/needroot"
 )
 
 // icmpSocketAllowed reports whether this process may open an ICMP socket
@@ -32,8 +35,8 @@ func TestICMP(t *testing.T) {
 	canRaw, rawErr := icmpSocketAllowed(syscall.SOCK_RAW)
 	canDgram, dgramErr := icmpSocketAllowed(syscall.SOCK_DGRAM)
 	if !canRaw && !canDgram {
-		t.Skipf("no ICMP socket allowed (raw: %v; datagram: %v): %v", rawErr, dgramErr,
-			icmpPermissionError(ICMPModeAuto, readPingGroupRange(pingGroupRangeFile), errors.Join(rawErr, dgramErr)))
+		needroot.Allowed(t, fmt.Errorf("raw: %v; datagram: %v: %w", rawErr, dgramErr,
+			icmpPermissionError(ICMPModeAuto, readPingGroupRange(pingGroupRangeFile), errors.Join(rawErr, dgramErr))), "no ICMP socket allowed")
 	}
 	autoMode := ICMPModeUnprivileged
 	if canRaw {
@@ -129,7 +132,7 @@ func TestICMPIPv6(t *testing.T) {
 	defer cancel()
 	res := ICMP(ctx, ip, ICMPOptions{}, testLogger(t))
 	if res.Reason == ReasonPermission {
-		t.Skipf("no ICMP socket allowed: %v", res.Err)
+		needroot.Allowed(t, res.Err, "no ICMP socket allowed")
 	}
 	if ok, _ := icmpSocketAllowed(syscall.SOCK_RAW); !ok && res.Reason != ReasonNone {
 		// Without raw sockets ::1 needs a datagram ICMPv6 socket and IPv6.
@@ -249,7 +252,7 @@ func runAsNobody(t *testing.T, pattern string) {
 	out, err := cmd.CombinedOutput()
 	t.Logf("as uid 65534:\n%s", out)
 	if errors.Is(err, syscall.EPERM) {
-		t.Skipf("cannot start a process as uid 65534: %v", err)
+		needroot.Allowed(t, err, "cannot start a process as uid 65534")
 	}
 	if err != nil {
 		t.Fatalf("tests as uid 65534: %v", err)

@@ -8,43 +8,34 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbprobe/lbprobe/test/targets"
 )
 
-// listenTCP starts a loopback listener on network's loopback address that
-// accepts and closes every connection until the test ends. It skips the
+// listenTCP starts test/targets's TCP listener on a loopback address,
+// accepting and closing every connection until the test ends. It skips the
 // test when the address family is not available.
 func listenTCP(t testing.TB, address string) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", address)
+	ap, err := targets.TCP(t.Context(), address)
 	if err != nil {
 		t.Skipf("cannot listen on %s: %v", address, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // closed at cleanup
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+	return ap
 }
 
 // closedPort returns a loopback port (of network "tcp" or "udp") that
-// nothing listens on: one that was just bound and released.
+// nothing listens on: for TCP one test/targets holds without listening until
+// the test ends, for UDP one that was just bound and released.
 func closedPort(t testing.TB, network string) netip.AddrPort {
 	t.Helper()
 	var ap netip.AddrPort
 	switch network {
 	case "tcp":
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		var err error
+		if ap, err = targets.ClosedTCP(t.Context(), "127.0.0.1"); err != nil {
 			t.Fatal(err)
 		}
-		ap = ln.Addr().(*net.TCPAddr).AddrPort()
-		ln.Close()
 	case "udp":
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {

@@ -2,81 +2,26 @@ package probe
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/lbprobe/lbprobe/test/targets"
 )
 
-// testCA is a certificate authority made for the test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
+// newCA makes a CA with test/targets, self-signed when parent is nil, else an intermediate.
+func newCA(t *testing.T, name string, parent *targets.CA) *targets.CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := targets.NewCA(name, parent)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return key
-}
-
-// createCert signs template with parent's key (self-signed when parent is
-// nil) and returns the parsed certificate.
-func createCert(t *testing.T, template *x509.Certificate, key *ecdsa.PrivateKey, parent *testCA) *x509.Certificate {
-	t.Helper()
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	template.SerialNumber = serial
-	parentCert, parentKey := template, key
-	if parent != nil {
-		parentCert, parentKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, parentCert, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
-// newCA makes a CA, self-signed when parent is nil, else an intermediate.
-func newCA(t *testing.T, name string, parent *testCA) *testCA {
-	t.Helper()
-	key := newKey(t)
-	now := time.Now()
-	cert := createCert(t, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}, key, parent)
-	return &testCA{cert: cert, key: key}
-}
-
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
+	return ca
 }
 
 // leafSpec describes a server certificate.
@@ -87,56 +32,24 @@ type leafSpec struct {
 	notAfter  time.Duration // from now
 }
 
-// leaf issues a server certificate from ca and returns it as served
-// (leaf, then chain) together with the parsed leaf.
-func (ca *testCA) leaf(t *testing.T, spec leafSpec, chain ...*testCA) (tls.Certificate, *x509.Certificate) {
+// serveLeaf issues a server certificate from issuer (sent along with chain)
+// and serves it with test/targets's TLS server until the test ends. It
+// returns the server's address and the parsed leaf.
+func serveLeaf(t *testing.T, issuer *targets.CA, spec leafSpec, chain ...*targets.CA) (netip.AddrPort, *x509.Certificate) {
 	t.Helper()
-	key := newKey(t)
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "leaf"},
-		DNSNames:    spec.dnsNames,
-		NotBefore:   now.Add(spec.notBefore),
-		NotAfter:    now.Add(spec.notAfter),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, ip := range spec.ips {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
-	}
-	cert := createCert(t, tmpl, key, ca)
-	served := tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
-	for _, c := range chain {
-		served.Certificate = append(served.Certificate, c.cert.Raw)
-	}
-	return served, cert
-}
-
-// serveTLS runs a TLS server with cert on a loopback port until the test
-// ends; it completes handshakes and closes the connections.
-func serveTLS(t *testing.T, cert tls.Certificate) netip.AddrPort {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	cert, err := issuer.Issue(targets.LeafOptions{
+		DNSNames: spec.dnsNames, IPs: spec.ips,
+		NotBefore: now.Add(spec.notBefore), NotAfter: now.Add(spec.notAfter),
+	}, chain...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // closed at cleanup
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				// The client may hang up right after its handshake; that
-				// error is no concern here.
-				_ = c.(*tls.Conn).Handshake()
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+	addr, err := targets.TLS(t.Context(), "127.0.0.1:0", cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr, cert.Leaf
 }
 
 func TestTLS(t *testing.T) {
@@ -151,9 +64,9 @@ func TestTLS(t *testing.T) {
 		addr netip.AddrPort
 		leaf *x509.Certificate
 	}
-	serve := func(issuer *testCA, spec leafSpec, chain ...*testCA) server {
-		cert, leaf := issuer.leaf(t, spec, chain...)
-		return server{addr: serveTLS(t, cert), leaf: leaf}
+	serve := func(issuer *targets.CA, spec leafSpec, chain ...*targets.CA) server {
+		addr, leaf := serveLeaf(t, issuer, spec, chain...)
+		return server{addr: addr, leaf: leaf}
 	}
 	good := serve(ca, valid)
 	expired := serve(ca, leafSpec{dnsNames: []string{host}, notBefore: -48 * time.Hour, notAfter: -time.Hour})
@@ -179,31 +92,31 @@ func TestTLS(t *testing.T) {
 		wantVerify   Reason
 		wantCovers   bool
 	}{
-		{name: "valid", srv: good, serverName: host, opts: TLSOptions{RootCAs: ca.pool()},
+		{name: "valid", srv: good, serverName: host, opts: TLSOptions{RootCAs: ca.Pool()},
 			wantOK: true, wantHS: true, wantVerified: true, wantCovers: true},
-		{name: "valid, name in another case", srv: good, serverName: "LB.Probe.Test", opts: TLSOptions{RootCAs: ca.pool()},
+		{name: "valid, name in another case", srv: good, serverName: "LB.Probe.Test", opts: TLSOptions{RootCAs: ca.Pool()},
 			wantOK: true, wantHS: true, wantVerified: true, wantCovers: true},
-		{name: "valid via intermediate", srv: viaIntermediate, serverName: host, opts: TLSOptions{RootCAs: ca.pool()},
+		{name: "valid via intermediate", srv: viaIntermediate, serverName: host, opts: TLSOptions{RootCAs: ca.Pool()},
 			wantOK: true, wantHS: true, wantVerified: true, wantCovers: true},
-		{name: "valid for IP without server name", srv: byIP, opts: TLSOptions{RootCAs: ca.pool()},
+		{name: "valid for IP without server name", srv: byIP, opts: TLSOptions{RootCAs: ca.Pool()},
 			wantOK: true, wantHS: true, wantVerified: true, wantCovers: true},
-		{name: "expired", srv: expired, serverName: host, opts: TLSOptions{RootCAs: ca.pool()},
+		{name: "expired", srv: expired, serverName: host, opts: TLSOptions{RootCAs: ca.Pool()},
 			wantReason: ReasonCertExpired, wantHS: true, wantVerify: ReasonCertExpired, wantCovers: true},
-		{name: "not yet valid", srv: notYet, serverName: host, opts: TLSOptions{RootCAs: ca.pool()},
+		{name: "not yet valid", srv: notYet, serverName: host, opts: TLSOptions{RootCAs: ca.Pool()},
 			wantReason: ReasonCertNotYetValid, wantHS: true, wantVerify: ReasonCertNotYetValid, wantCovers: true},
-		{name: "wrong name", srv: wrongName, serverName: host, opts: TLSOptions{RootCAs: ca.pool()},
+		{name: "wrong name", srv: wrongName, serverName: host, opts: TLSOptions{RootCAs: ca.Pool()},
 			wantReason: ReasonCertHostname, wantHS: true, wantVerify: ReasonCertHostname},
-		{name: "untrusted CA", srv: good, serverName: host, opts: TLSOptions{RootCAs: other.pool()},
+		{name: "untrusted CA", srv: good, serverName: host, opts: TLSOptions{RootCAs: other.Pool()},
 			wantReason: ReasonCertUntrusted, wantHS: true, wantVerify: ReasonCertUntrusted, wantCovers: true},
 		{name: "system roots do not know the test CA", srv: good, serverName: host,
 			wantReason: ReasonCertUntrusted, wantHS: true, wantVerify: ReasonCertUntrusted, wantCovers: true},
 		{name: "untrusted CA, insecure skip verify", srv: good, serverName: host,
-			opts:   TLSOptions{RootCAs: other.pool(), InsecureSkipVerify: true},
+			opts:   TLSOptions{RootCAs: other.Pool(), InsecureSkipVerify: true},
 			wantOK: true, wantHS: true, wantVerify: ReasonCertUntrusted, wantCovers: true},
 		{name: "expired, insecure skip verify", srv: expired, serverName: host,
-			opts:   TLSOptions{RootCAs: ca.pool(), InsecureSkipVerify: true},
+			opts:   TLSOptions{RootCAs: ca.Pool(), InsecureSkipVerify: true},
 			wantOK: true, wantHS: true, wantVerify: ReasonCertExpired, wantCovers: true},
-		{name: "plaintext server", srv: server{addr: plainAddr}, serverName: host, opts: TLSOptions{RootCAs: ca.pool()},
+		{name: "plaintext server", srv: server{addr: plainAddr}, serverName: host, opts: TLSOptions{RootCAs: ca.Pool()},
 			wantReason: ReasonHandshake},
 		{name: "server never speaks", srv: server{addr: silentTCP(t)}, serverName: host, timeout: shortDeadline,
 			wantReason: ReasonTimeout},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"flag"
 	"fmt"
@@ -14,12 +13,12 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lbprobe/lbprobe/test/lbprobebin"
+	"github.com/lbprobe/lbprobe/test/poll"
 	"github.com/lbprobe/lbprobe/test/targets"
 )
 
@@ -27,82 +26,22 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 // lbprobe is a running lbprobe process.
 type lbprobe struct {
-	cmd    *exec.Cmd
-	url    string
-	stderr *syncBuffer
+	*lbprobebin.Process
+	url string
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var listeningRe = regexp.MustCompile(`msg=listening address=(\S+)`)
 
 // start runs lbprobe with args and waits until it listens and is ready.
 func start(t *testing.T, args ...string) *lbprobe {
 	t.Helper()
 	args = append([]string{"--web.listen-address=127.0.0.1:0", "--log.level=debug", "--kube.enabled=false"}, args...)
-	cmd := exec.Command(lbprobebin.Path(t), args...)
-	stderrPipe, err := cmd.StderrPipe()
+	p := &lbprobe{Process: lbprobebin.Start(t, lbprobebin.StartOptions{Args: args})}
+	addr, err := p.ListenAddress(t.Context(), 10*time.Second)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("lbprobe did not log its address: %v; log:\n%s", err, p.Logs())
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &lbprobe{cmd: cmd, stderr: &syncBuffer{}}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("lbprobe stderr:\n%s", p.stderr.String())
-		}
-	})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderrPipe)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(p.stderr, line)
-			if m := listeningRe.FindStringSubmatch(line); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		p.url = "http://" + a
-	case <-time.After(10 * time.Second):
-		t.Fatalf("lbprobe did not log its address within 10s; stderr:\n%s", p.stderr.String())
-	}
-	for i := 0; ; i++ {
-		resp, err := http.Get(p.url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if i > 200 {
-			t.Fatalf("lbprobe not ready: %v", err)
-		}
-		time.Sleep(25 * time.Millisecond)
+	p.url = "http://" + addr
+	if err := p.WaitReady(t.Context(), http.DefaultClient, p.url+"/-/ready", 5*time.Second); err != nil {
+		t.Fatalf("lbprobe not ready: %v", err)
 	}
 	return p
 }
@@ -329,19 +268,18 @@ static:
   loadbalancers:
     - {namespace: lab, service: only, ips: [127.0.0.1], ports: [{port: %d}]}
 `, peers.open.Port()))
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err := poll.Until(t.Context(), 10*time.Second, 50*time.Millisecond, func() error {
 		_, metrics = p.get(t, "/metrics", "5")
 		if strings.Contains(metrics, "lbprobe_config_last_reload_successful 1") && strings.Contains(metrics, `service="only"`) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SIGHUP reload not applied:\n%s", grepLines(metrics, "lbprobe_config|loadbalancer_reachable"))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("not applied:\n%s", grepLines(metrics, "lbprobe_config|loadbalancer_reachable"))
+	})
+	if err != nil {
+		t.Fatalf("SIGHUP reload: %v", err)
 	}
 	if strings.Contains(metrics, `service="web"`) {
 		t.Errorf("a target of the old config is still exposed:\n%s", grepLines(metrics, "loadbalancer_reachable"))

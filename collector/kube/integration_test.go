@@ -26,6 +26,7 @@ import (
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/test/kubecluster"
+	"github.com/lbprobe/lbprobe/test/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -93,19 +94,12 @@ func startReal(t *testing.T, cfg *rest.Config, opts Options) (*Discovery, *prome
 	return d, reg
 }
 
-// eventually polls f every 50 ms until it returns nil or timeout passes.
+// eventually polls f every 50 ms until it returns nil, failing the test
+// with what and f's last error once timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	if err := poll.Until(t.Context(), timeout, 50*time.Millisecond, f); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 

@@ -5,6 +5,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 	"github.com/lbprobe/lbprobe/collector/kube"
 	"github.com/lbprobe/lbprobe/test/k8sgateway"
 	"github.com/lbprobe/lbprobe/test/kubecluster"
+	"github.com/lbprobe/lbprobe/test/poll"
 	"github.com/lbprobe/lbprobe/test/seed"
 )
 
@@ -68,19 +70,18 @@ func ask(t *testing.T, server, name string) (string, []netip.Addr) {
 	return dns.RcodeToString[resp.Rcode], addrs
 }
 
-// eventually polls f until it returns "" or the deadline passes.
+// eventually polls f every 100 ms until it returns "", failing the test
+// with what and f's last message after 20 s.
 func eventually(t *testing.T, what string, f func() string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		msg := f()
-		if msg == "" {
-			return
+	err := poll.Until(t.Context(), 20*time.Second, 100*time.Millisecond, func() error {
+		if msg := f(); msg != "" {
+			return errors.New(msg)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s", what, msg)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package kubecluster
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	testpoll "github.com/lbprobe/lbprobe/test/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -340,20 +341,12 @@ func TestStartFailure(t *testing.T) {
 	}
 }
 
+// eventually polls f every 50 ms until it returns nil, failing the test
+// with f's last error once timeout passes.
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("still failing after %s: %v", timeout, err)
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := testpoll.Until(t.Context(), timeout, 50*time.Millisecond, f); err != nil {
+		t.Fatal(err)
 	}
 }
 

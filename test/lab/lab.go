@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: the Lab's lifecycle (Start, stop, signals, the root-namespace check); node.go, cilium.go, apiproxy.go and lbprobe.go hold the rest.
+
 // Package lab builds, in network namespaces, a copy of the reference LAN
 // that lbprobe watches: one bridge (10.11.80.0/24) with
 //

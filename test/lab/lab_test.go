@@ -16,6 +16,7 @@ import (
 	"github.com/lbprobe/lbprobe/probe"
 	"github.com/lbprobe/lbprobe/test/kubecluster"
 	"github.com/lbprobe/lbprobe/test/lab"
+	"github.com/lbprobe/lbprobe/test/needroot"
 	"github.com/lbprobe/lbprobe/test/netlab"
 	"github.com/lbprobe/lbprobe/test/seed"
 )
@@ -88,9 +89,7 @@ func macs(r probe.ARPResult) []string {
 // starts the lab over it; it skips without root.
 func seededLab(t *testing.T) (*seed.Cluster, *lab.Lab) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the lab needs root (network namespaces); CI runs as root")
-	}
+	needroot.Root(t, "the lab runs in network namespaces")
 	c := kubecluster.Get(t)
 	sc, err := seed.New(c.RESTConfig(), seed.Reference())
 	if err != nil {

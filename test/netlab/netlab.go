@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: namespaces, Run and the links built in them share the safety checks described below, kept in one file to read together.
+
 // Package netlab builds small networks of Linux network namespaces for tests:
 // namespaces, veth pairs, a bridge, addresses and routes, all inside
 // namespaces the test creates and deletes again.
@@ -10,12 +12,13 @@
 // ends up in a namespace this process created, different from the root one.
 //
 // Every lab needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN); New skips the test
-// otherwise. Namespaces are named "lbpt-<pid>-<n>-<label>" and deleted by
+// otherwise (fails it with $CI set). Namespaces are named "lbpt-<pid>-<n>-<label>" and deleted by
 // t.Cleanup, also when the test fails; New also deletes namespaces left by
 // test processes that no longer run (killed by a timeout, say).
 package netlab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -33,6 +36,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/lbprobe/lbprobe/test/needroot"
+	"github.com/lbprobe/lbprobe/test/poll"
 )
 
 // namePrefix starts the name of every namespace netlab creates.
@@ -64,13 +70,12 @@ type Lab struct {
 	t testing.TB
 }
 
-// New returns an empty lab for t, or skips t when not run as root. It
+// New returns an empty lab for t, or skips t when not run as root (fails it
+// with $CI set, see [needroot.Root]). It
 // deletes namespaces left behind by test processes that have exited.
 func New(t testing.TB) *Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("netlab needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) to create network namespaces; CI runs as root")
-	}
+	needroot.Root(t, "netlab creates network namespaces (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
 	if startErr != nil {
 		t.Fatalf("netlab: cannot tell which network namespace this process started in: %v", startErr)
 	}
@@ -430,18 +435,16 @@ func (ns *Namespace) MAC(dev string) net.HardwareAddr {
 // veth is when its peer is up too; a bridge when a port forwards).
 func (ns *Namespace) WaitUp(devs ...string) {
 	ns.lab.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, dev := range devs {
-		for {
-			state := ns.link(dev).Attrs().OperState
-			if state == netlink.OperUp {
-				break
+	err := poll.Until(context.Background(), 5*time.Second, 10*time.Millisecond, func() error {
+		for _, dev := range devs {
+			if state := ns.link(dev).Attrs().OperState; state != netlink.OperUp {
+				return fmt.Errorf("%s is %s, not up", dev, state)
 			}
-			if time.Now().After(deadline) {
-				ns.fatalf("%s is %s, not up, after 5s", dev, state)
-			}
-			time.Sleep(10 * time.Millisecond)
 		}
+		return nil
+	})
+	if err != nil {
+		ns.fatalf("%v", err)
 	}
 }
 

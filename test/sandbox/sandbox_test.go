@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lbprobe/lbprobe/test/lbprobebin"
+	"github.com/lbprobe/lbprobe/test/poll"
 	"github.com/lbprobe/lbprobe/test/sandbox"
 	"github.com/lbprobe/lbprobe/test/seed"
 )
@@ -52,25 +53,24 @@ func hasLine(metrics, line string) bool {
 	return false
 }
 
-// waitForLine scrapes until a scrape has line, for up to 10s.
+// waitForLine scrapes every 200 ms until a scrape has line, for up to 10s.
 func waitForLine(t *testing.T, s *sandbox.Sandbox, line string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err := poll.Until(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
 		metrics := scrape(t, s)
 		if hasLine(metrics, line) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			var got []string
-			for l := range strings.Lines(metrics) {
-				if strings.HasPrefix(l, "loadbalancer_port_reachable") {
-					got = append(got, strings.TrimSuffix(l, "\n"))
-				}
+		var got []string
+		for l := range strings.Lines(metrics) {
+			if strings.HasPrefix(l, "loadbalancer_port_reachable") {
+				got = append(got, strings.TrimSuffix(l, "\n"))
 			}
-			t.Fatalf("after 10s lbprobe's metrics still lack\n  %s\nloadbalancer_port_reachable:\n  %s", line, strings.Join(got, "\n  "))
 		}
-		time.Sleep(200 * time.Millisecond)
+		return fmt.Errorf("lbprobe's metrics lack\n  %s\nloadbalancer_port_reachable:\n  %s", line, strings.Join(got, "\n  "))
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
