@@ -11,7 +11,7 @@ LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 IMAGE     ?= lbprobe:$(VERSION)
 
-.PHONY: all build run run-static lab test deps unit lint fmt vet staticcheck tidy-check bench tools docker clean help mixin
+.PHONY: all build run run-static lab test deps unit fuzz lint fmt vet staticcheck tidy-check bench tools docker clean help mixin
 
 all: build
 
@@ -32,7 +32,7 @@ run-static: build ## static targets only: loopback peers + lbprobe on examples/s
 	$(GO) build -o $(BIN)/demotargets ./hack/demotargets
 	hack/run-demo.sh
 
-test: deps tools lint unit ## every test: lint, unit, integration, end to end (installs what it needs)
+test: deps tools lint unit fuzz ## every test: lint, unit, integration, end to end, a short fuzz of every parser (installs what it needs)
 
 deps: ## the Debian packages the tests use (ip, flock, setpriv), installed when missing (needs root)
 	@missing=""; \
@@ -53,6 +53,18 @@ tools: ## build the pinned tools into the cache (first run only; the Kubernetes 
 unit: build ## go test with the race detector
 	PROMTOOL=$$($(TOOL) promtool) LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe \
 		$(GO) test -race -count=1 ./...
+
+# Every parser of outside input, fuzzed for FUZZTIME each: the config file, DNS replies, the scrape
+# timeout header, Service annotations. Crashers land in testdata/fuzz/ of the package: commit them.
+FUZZTIME ?= 10s
+FUZZ := ./config:FuzzParse ./probe:FuzzDNSReply ./cmd/lbprobe:FuzzScrapeTimeoutHeader ./collector/kube:FuzzServiceAnnotations
+
+fuzz: ## fuzz every parser for FUZZTIME (10s) each
+	@for f in $(FUZZ); do \
+		pkg=$${f%%:*}; name=$${f##*:}; \
+		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 lint: fmt-check vet staticcheck tidy-check ## static checks
 

@@ -1,11 +1,13 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,9 +18,14 @@ import (
 // Config is what an engine is built with; it does not change while the
 // engine runs.
 type Config struct {
-	// Concurrency bounds how many probes run at once, across rounds and
-	// debug probes; at least 1.
+	// Concurrency bounds how many probes of the rounds run at once; at
+	// least 1.
 	Concurrency int
+	// DebugConcurrency bounds how many probes of ProbeTargets (the debug
+	// view) run at once, apart from the rounds' so that a flood of debug
+	// requests cannot take the slots scrapes need; 0 means
+	// DefaultDebugConcurrency.
+	DebugConcurrency int
 	// Probers are the probe functions; the zero value probes the network.
 	Probers Probers
 	// Logger receives the engine's log lines; nil discards them.
@@ -50,16 +57,35 @@ type Options struct {
 // defaultProbeTimeout applies when Options.ProbeTimeout is 0.
 const defaultProbeTimeout = 5 * time.Second
 
+// DefaultDebugConcurrency is the bound of debug probes when
+// Config.DebugConcurrency is 0.
+const DefaultDebugConcurrency = 8
+
+// maxRoundsInFlight bounds the rounds running at once: a scrape that may
+// not join any (their deadlines are too early for it) starts another, up to
+// this many; past it, it joins the one that ends last.
+const maxRoundsInFlight = 4
+
+// shareTolerance is how much earlier than a scrape's own deadline the
+// deadline of a round in flight may be for the scrape to join it: a quarter
+// of its budget, at least 250 ms. Two Prometheus replicas with the same
+// scrape timeout share a round when they ask within that of each other,
+// while a scrape with a short budget never cuts a long one's round short.
+func shareTolerance(budget time.Duration) time.Duration {
+	return max(250*time.Millisecond, budget/4)
+}
+
 // Engine runs rounds of probes over the targets of its sources.
 type Engine struct {
-	sources []Source
-	probers Probers
-	logger  *slog.Logger
-	opts    atomic.Pointer[Options]
-	sem     chan struct{} // bounds concurrent probes across rounds and debug probes
+	sources  []Source
+	probers  Probers
+	logger   *slog.Logger
+	opts     atomic.Pointer[Options]
+	sem      chan struct{} // bounds concurrent probes of the rounds
+	debugSem chan struct{} // bounds concurrent probes of ProbeTargets
 
 	mu       sync.Mutex
-	inflight *round
+	inflight []*round // rounds running, oldest first
 	last     *RoundResult
 
 	rounds atomic.Uint64 // rounds started
@@ -74,10 +100,11 @@ func NewEngine(cfg Config, sources ...Source) *Engine {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		sources: sources,
-		probers: cfg.Probers.withDefaults(),
-		logger:  cfg.Logger,
-		sem:     make(chan struct{}, max(cfg.Concurrency, 1)),
+		sources:  sources,
+		probers:  cfg.Probers.withDefaults(),
+		logger:   cfg.Logger,
+		sem:      make(chan struct{}, max(cfg.Concurrency, 1)),
+		debugSem: make(chan struct{}, cmp.Or(max(cfg.DebugConcurrency, 0), DefaultDebugConcurrency)),
 	}
 	e.SetOptions(cfg.Options)
 	return e
@@ -117,16 +144,19 @@ func (e *Engine) Targets() Targets {
 }
 
 // Probe returns the results of a round that is in flight or that it starts
-// now, the round bounded by budget from its start. A scrape that arrives while a round is in flight
-// joins it (two Prometheus replicas scraping together cost one round); a
-// finished round is never handed out again. When ctx ends before the round,
-// Probe returns at once with the unfinished probes reported as timeouts.
+// now, the round bounded by budget from its start. A scrape that arrives
+// while a round is in flight joins it (two Prometheus replicas scraping
+// together cost one round) when that round's deadline is not earlier than
+// its own by more than shareTolerance; otherwise it starts its own round. A
+// finished round is never handed out again. When ctx ends before the
+// round, Probe returns at once with the unfinished probes reported as
+// timeouts.
 func (e *Engine) Probe(ctx context.Context, budget time.Duration) *RoundResult {
 	e.mu.Lock()
-	r := e.inflight
+	r := e.joinable(time.Now().Add(budget - shareTolerance(budget)))
 	if r == nil {
 		r = e.startRound(budget)
-		e.inflight = r
+		e.inflight = append(e.inflight, r)
 	} else {
 		e.joins.Add(1)
 	}
@@ -139,11 +169,27 @@ func (e *Engine) Probe(ctx context.Context, budget time.Duration) *RoundResult {
 	return r.snapshot(time.Now())
 }
 
+// joinable returns the round in flight that ends last if it ends at
+// notBefore or later, or if maxRoundsInFlight run already; else nil. e.mu
+// is held.
+func (e *Engine) joinable(notBefore time.Time) *round {
+	var latest *round
+	for _, r := range e.inflight {
+		if latest == nil || r.deadline.After(latest.deadline) {
+			latest = r
+		}
+	}
+	if latest == nil || (latest.deadline.Before(notBefore) && len(e.inflight) < maxRoundsInFlight) {
+		return nil
+	}
+	return latest
+}
+
 // ProbeTargets probes t now, outside the shared rounds (the debug view),
-// logging to logger. It still honours the concurrency bound.
+// logging to logger, with the debug probes' own concurrency bound.
 func (e *Engine) ProbeTargets(ctx context.Context, t Targets, budget time.Duration, logger *slog.Logger) *RoundResult {
 	r := e.newRound(t, budget, logger)
-	go r.run(e)
+	go r.run(e.probers, e.debugSem)
 	select {
 	case <-r.done:
 	case <-ctx.Done():
@@ -155,11 +201,13 @@ func (e *Engine) startRound(budget time.Duration) *round {
 	e.rounds.Add(1)
 	r := e.newRound(e.Targets(), budget, e.logger)
 	go func() {
-		r.run(e)
+		r.run(e.probers, e.sem)
 		res := r.snapshot(time.Now())
 		e.mu.Lock()
-		e.inflight = nil
-		e.last = res
+		e.inflight = slices.DeleteFunc(e.inflight, func(o *round) bool { return o == r })
+		if e.last == nil || !res.Started.Before(e.last.Started) {
+			e.last = res
+		}
 		e.mu.Unlock()
 		if e.onRoundDone != nil {
 			e.onRoundDone(res)
@@ -215,15 +263,15 @@ func (e *Engine) newRound(t Targets, budget time.Duration, logger *slog.Logger) 
 	}
 }
 
-// run probes every job with a pool of workers bounded by the engine's
-// semaphore; it returns when all jobs are done or the deadline has passed.
-func (r *round) run(e *Engine) {
+// run probes every job with a pool of workers bounded by the semaphore sem;
+// it returns when all jobs are done or the deadline has passed.
+func (r *round) run(p Probers, sem chan struct{}) {
 	defer close(r.done)
 	ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
 	defer cancel()
 
 	var next atomic.Int64
-	workers := min(cap(e.sem), len(r.jobs))
+	workers := min(cap(sem), len(r.jobs))
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -233,12 +281,12 @@ func (r *round) run(e *Engine) {
 					return
 				}
 				select {
-				case e.sem <- struct{}{}:
+				case sem <- struct{}{}:
 				case <-ctx.Done():
 					return
 				}
-				o := r.runJob(ctx, e.probers, r.jobs[i])
-				<-e.sem
+				o := r.runJob(ctx, p, r.jobs[i])
+				<-sem
 				r.mu.Lock()
 				r.outcomes[i] = o
 				r.mu.Unlock()

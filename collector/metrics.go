@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -231,13 +232,21 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 	gauge(descTargets, float64(nListeners), "gateway_listener")
 }
 
+// MaxLabelAddrs is how many addresses JoinAddrs writes into a label value;
+// past it, the rest are counted: a DNS answer of thousands of records must
+// not make a label value of thousands of addresses.
+const MaxLabelAddrs = 8
+
 // JoinAddrs renders addresses as a label value: sorted as text,
-// comma-separated.
+// comma-separated, at most MaxLabelAddrs of them followed by "+N more".
 func JoinAddrs(addrs []netip.Addr) string {
 	s := make([]string, len(addrs))
 	for i, a := range addrs {
 		s[i] = a.String()
 	}
 	slices.Sort(s)
+	if len(s) > MaxLabelAddrs {
+		s = append(s[:MaxLabelAddrs], fmt.Sprintf("+%d more", len(s)-MaxLabelAddrs))
+	}
 	return strings.Join(s, ",")
 }

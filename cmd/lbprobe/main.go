@@ -221,6 +221,7 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		logger:               logger.With("component", "web"),
 		timeoutOffset:        f.timeoutOffset,
 		defaultScrapeTimeout: f.defaultScrapeTimeout,
+		debugSlots:           make(chan struct{}, maxDebugRequests),
 	}
 	guard := newConnGuard(maxConns(), logger.With("component", "web"))
 	httpServer := &http.Server{

@@ -33,7 +33,15 @@ type server struct {
 	logger               *slog.Logger
 	timeoutOffset        time.Duration
 	defaultScrapeTimeout time.Duration
+	// debugSlots bounds the /probe requests running at once (capacity
+	// maxDebugRequests); past it /probe answers 429.
+	debugSlots chan struct{}
 }
+
+// maxDebugRequests is how many /probe requests may run at once. Their
+// probes have the engine's own small bound (DefaultDebugConcurrency), apart
+// from the scrapes' slots.
+const maxDebugRequests = 4
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -104,8 +112,9 @@ func (s *server) roundBudget(r *http.Request) (time.Duration, error) {
 	if v := r.Header.Get(scrapeTimeoutHeader); v != "" {
 		secs, err := strconv.ParseFloat(v, 64)
 		// NaN compares false with everything: it must be rejected by name.
-		if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) || secs <= 0 || secs > 3600 {
-			return 0, fmt.Errorf("header %s: %q is not a number of seconds in (0, 3600]", scrapeTimeoutHeader, v)
+		// So is a timeout so small that it rounds to no time at all.
+		if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) || secs < 0.001 || secs > 3600 {
+			return 0, fmt.Errorf("header %s: %q is not a number of seconds in [0.001, 3600]", scrapeTimeoutHeader, v)
 		}
 		timeout = time.Duration(secs * float64(time.Second))
 	}
@@ -181,6 +190,14 @@ func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) {
 	budget, err := s.roundBudget(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	select {
+	case s.debugSlots <- struct{}{}:
+		defer func() { <-s.debugSlots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("%d /probe requests are running already: retry in a moment", cap(s.debugSlots)), http.StatusTooManyRequests)
 		return
 	}
 	setWriteDeadline(w, budget)

@@ -28,6 +28,12 @@ func testServer(t *testing.T) (*server, *atomic.Int64) {
 		probes.Add(1)
 		return probe.Result{Success: true}
 	}
+	return testServerWith(tcp), &probes
+}
+
+// testServerWith is a server over one static load balancer (127.0.0.1:80)
+// probed by tcp.
+func testServerWith(tcp func(context.Context, netip.AddrPort, *slog.Logger) probe.Result) *server {
 	static := &collector.StaticSource{}
 	static.Set(collector.Targets{LoadBalancers: []collector.LoadBalancer{{
 		Namespace: "lab", Service: "web", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
@@ -42,7 +48,8 @@ func testServer(t *testing.T) (*server, *atomic.Int64) {
 		logger:               slog.New(slog.DiscardHandler),
 		timeoutOffset:        500 * time.Millisecond,
 		defaultScrapeTimeout: 10 * time.Second,
-	}, &probes
+		debugSlots:           make(chan struct{}, maxDebugRequests),
+	}
 }
 
 func TestRoundBudgetRejectsNonFinite(t *testing.T) {
@@ -54,6 +61,7 @@ func TestRoundBudgetRejectsNonFinite(t *testing.T) {
 		{"10", true}, {"0.51", true}, {"3600", true},
 		{"NaN", false}, {"nan", false}, {"Inf", false}, {"+Inf", false}, {"-Inf", false}, {"1e400", false},
 		{"0", false}, {"-1", false}, {"3601", false}, {"ten", false},
+		{"0.001", true}, {"1e-300", false}, {"0.0009", false},
 	} {
 		t.Run(tt.header, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
@@ -182,4 +190,51 @@ func TestIdleConnectionsCannotKeepScrapesOut(t *testing.T) {
 
 func isEOF(err error) bool {
 	return err == io.EOF || strings.Contains(err.Error(), "connection reset")
+}
+
+// Past maxDebugRequests /probe requests in flight, the next gets 429 at
+// once, and /metrics still probes.
+func TestProbeRequestsBounded(t *testing.T) {
+	gate := make(chan struct{})
+	var started atomic.Int64
+	tcp := func(ctx context.Context, _ netip.AddrPort, _ *slog.Logger) probe.Result {
+		started.Add(1)
+		select {
+		case <-gate:
+			return probe.Result{Success: true}
+		case <-ctx.Done():
+			return probe.Result{Reason: probe.ReasonTimeout, Err: ctx.Err()}
+		}
+	}
+	s := testServerWith(tcp)
+	h := s.routes()
+	done := make(chan int, maxDebugRequests)
+	for range maxDebugRequests {
+		go func() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/probe?target=127.0.0.1", nil))
+			done <- w.Code
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for started.Load() < maxDebugRequests && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/probe?target=127.0.0.1", nil))
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Errorf("/probe past the bound: %d (Retry-After %q), want 429 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+	close(gate)
+	for range maxDebugRequests {
+		if code := <-done; code != http.StatusOK {
+			t.Errorf("/probe within the bound: %d, want 200", code)
+		}
+	}
+	// The slots are free again.
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/probe?target=127.0.0.1", nil))
+	if w.Code != http.StatusOK {
+		t.Errorf("/probe after the others ended: %d, want 200", w.Code)
+	}
 }
