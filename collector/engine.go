@@ -372,6 +372,7 @@ func (r *round) snapshot(now time.Time) *RoundResult {
 		Outcomes: outcomes,
 		Started:  r.started,
 		Budget:   r.budget,
+		Options:  r.opts,
 		Duration: now.Sub(r.started),
 	}
 }

@@ -18,6 +18,7 @@ type RoundResult struct {
 	Started  time.Time
 	Budget   time.Duration // the time the round was allowed
 	Duration time.Duration
+	Options  Options // the options the round ran with
 }
 
 // PortStatus is the result of probing one port of one IP.

@@ -204,13 +204,21 @@ func selectorName(vs *parser.VectorSelector) string {
 	return ""
 }
 
-// available returns the labels the series under node can carry: the union of their labels and
-// the target labels (an approximation that is exact for selections, joins and aggregations).
+// available returns the labels the series under node can carry: the union of their labels, the
+// labels label_replace and label_join write, and the target labels (an approximation that is
+// exact for selections, joins and aggregations).
 func (c *checker) available(node parser.Node) labelSet {
 	ls := maps.Clone(targetLabels)
 	parser.Inspect(node, func(n parser.Node, _ []parser.Node) error {
-		if vs, ok := n.(*parser.VectorSelector); ok {
-			maps.Copy(ls, c.inv[selectorName(vs)])
+		switch n := n.(type) {
+		case *parser.VectorSelector:
+			maps.Copy(ls, c.inv[selectorName(n)])
+		case *parser.Call:
+			if (n.Func.Name == "label_replace" || n.Func.Name == "label_join") && len(n.Args) > 1 {
+				if dst, ok := n.Args[1].(*parser.StringLiteral); ok {
+					ls[dst.Val] = true
+				}
+			}
 		}
 		return nil
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/collector/kube"
 )
 
@@ -28,6 +29,26 @@ const landingMaxAge = time.Minute
 type landingRow struct {
 	collector.LoadBalancerRow
 	kube.Announcement
+	why
+}
+
+// why is a row's verdict: the diagnosis chain's cause and fix (empty when
+// the target is healthy).
+type why struct {
+	Cause, Fix, Runbook string
+}
+
+func whyOf(d diagnosis.Diagnosis, ok bool) why {
+	if !ok || d.OK() {
+		return why{}
+	}
+	return why{Cause: d.Cause, Fix: d.Fix, Runbook: d.Runbook}
+}
+
+// hostnameRow is a hostname check's row and the hostname's verdict.
+type hostnameRow struct {
+	collector.Row
+	why
 }
 
 type landingData struct {
@@ -40,7 +61,7 @@ type landingData struct {
 	Kubernetes    bool
 	LoadBalancers []landingRow
 	Gateways      []collector.Row
-	Hostnames     []collector.Row
+	Hostnames     []hostnameRow
 	Findings      []kube.Finding
 	Failing       int
 }
@@ -62,7 +83,14 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 		RoundDuration: round.Duration.Round(time.Millisecond).String(),
 		Kubernetes:    s.kube != nil,
 		Gateways:      overview.Listeners,
-		Hostnames:     overview.Hostnames,
+	}
+	verdicts := map[string]diagnosis.Diagnosis{}
+	for _, d := range s.diagnoses(round) {
+		verdicts[d.Target] = d
+	}
+	for _, h := range overview.Hostnames {
+		d, ok := verdicts[h.Group]
+		data.Hostnames = append(data.Hostnames, hostnameRow{Row: h, why: whyOf(d, ok)})
 	}
 	if st := s.configs.Status(); st.Loaded {
 		data.ConfigLoaded = st.At.Format(time.RFC3339)
@@ -78,7 +106,8 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 	for _, lb := range overview.LoadBalancers {
 		key := lb.Namespace + "/" + lb.Service
 		probed[key] = true
-		row := landingRow{LoadBalancerRow: lb}
+		d, ok := verdicts[key+" "+lb.IP.String()]
+		row := landingRow{LoadBalancerRow: lb, why: whyOf(d, ok)}
 		if st, ok := states[key]; ok {
 			row.Announcement = st.Announcement(lb.IP)
 			row.OK = row.OK && !row.Failing
@@ -90,7 +119,8 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 		if probed[key] || st.Ignored {
 			continue
 		}
-		row := landingRow{LoadBalancerRow: collector.LoadBalancerRow{Row: collector.Row{Group: key, Target: "(none)", Detail: "no IP assigned"}}}
+		d, ok := verdicts[key]
+		row := landingRow{LoadBalancerRow: collector.LoadBalancerRow{Row: collector.Row{Group: key, Target: "(none)", Detail: "no IP assigned"}}, why: whyOf(d, ok)}
 		if len(st.Hostnames) > 0 {
 			row.Target, row.Detail = strings.Join(st.Hostnames, ", "), "hostname ingress: not probed"
 		}
@@ -104,11 +134,14 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 			data.Failing++
 		}
 	}
-	for _, rows := range [][]collector.Row{data.Gateways, data.Hostnames} {
-		for _, row := range rows {
-			if !row.OK {
-				data.Failing++
-			}
+	for _, row := range data.Gateways {
+		if !row.OK {
+			data.Failing++
+		}
+	}
+	for _, row := range data.Hostnames {
+		if !row.OK {
+			data.Failing++
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -51,6 +51,12 @@ type flags struct {
 	healthAddress        string
 	web                  *web.FlagConfig
 	log                  *promslog.Config
+
+	// command is "serve" (the exporter, the default) or "diagnose".
+	command string
+	// diagnose's output format and targets.
+	output  string
+	targets []string
 }
 
 func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
@@ -92,9 +98,17 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	promslogflag.AddFlags(app, f.log)
 	app.Version(version.Print("lbprobe"))
 	app.HelpFlag.Short('h')
-	if _, err := app.Parse(args); err != nil {
+	app.Command("serve", "Run the exporter (the default).").Default()
+	diagnose := app.Command("diagnose", "Probe the targets once and print, for each, the diagnosis chain (✓ ok, ✗ failed, ? not observed here), the verdict and the fix. Exit 0 when healthy, 1 when a step failed, 2 on a usage or connection error or an unknown target.")
+	diagnose.Flag("output", "Output format: text or json (one object per target).").
+		Short('o').Default("text").EnumVar(&f.output, "text", "json")
+	diagnose.Arg("target", "namespace/service, a load balancer IP or a hostname; none: every failing target.").
+		StringsVar(&f.targets)
+	command, err := app.Parse(args)
+	if err != nil {
 		return nil, err
 	}
+	f.command = command
 	switch {
 	case f.concurrency < 1:
 		return nil, fmt.Errorf("--probe.concurrency must be at least 1, got %d", f.concurrency)
@@ -120,6 +134,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if f.configCheck {
 		return checkConfig(f.configFile, stdout, stderr)
+	}
+	if f.command == "diagnose" {
+		return runDiagnose(args, f, stdout, stderr)
 	}
 	logger := promslog.New(f.log)
 	logger.Info("starting lbprobe", "version", version.Info(), "build_context", version.BuildContext())
@@ -164,24 +181,34 @@ func optionalRegexp(s string) *regexp.Regexp {
 	return regexp.MustCompile(s)
 }
 
-// serve runs the exporter until ctx ends.
-func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
+// prober is what the exporter and `lbprobe diagnose` share: the engine
+// over the config's static targets and, when on, Kubernetes discovery
+// (started, not necessarily synced).
+type prober struct {
+	engine  *collector.Engine
+	disc    *kube.Discovery // nil when Kubernetes discovery is off
+	configs *configManager
+	self    *selfMetrics
+}
+
+// newProber loads the configuration, builds the engine and starts
+// discovery as the flags say.
+func newProber(ctx context.Context, f *flags, logger *slog.Logger) (*prober, error) {
 	static := &collector.StaticSource{}
 	sources := []collector.Source{static}
-	self := newSelfMetrics()
+	p := &prober{self: newSelfMetrics()}
 
 	restCfg, err := kubeConfig(f.kubeEnabled, f.kubeconfig, logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var disc *kube.Discovery
 	if restCfg != nil {
-		disc, err = kube.New(restCfg, kube.Options{CiliumNamespace: f.ciliumNamespace, SyncTimeout: f.kubeSyncTimeout, NodeName: f.nodeName}, logger)
+		p.disc, err = kube.New(restCfg, kube.Options{CiliumNamespace: f.ciliumNamespace, SyncTimeout: f.kubeSyncTimeout, NodeName: f.nodeName}, logger)
 		if err != nil {
-			return fmt.Errorf("kubernetes discovery: %w", err)
+			return nil, fmt.Errorf("kubernetes discovery: %w", err)
 		}
-		sources = append(sources, disc)
-		self.registry.MustRegister(disc)
+		sources = append(sources, p.disc)
+		p.self.registry.MustRegister(p.disc)
 	}
 
 	// The round options the flags set; each config reload applies the
@@ -193,23 +220,35 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		RouteExpect:   optionalRegexp(f.routeExpect),
 		NodeName:      f.nodeName,
 	}
-	engine := collector.NewEngine(collector.Config{
+	p.engine = collector.NewEngine(collector.Config{
 		Concurrency: f.concurrency,
 		Logger:      logger.With("component", "engine"),
 		Options:     flagOptions,
 	}, sources...)
-	engine.OnRoundDone(self.observeRound)
+	p.engine.OnRoundDone(p.self.observeRound)
 
-	configs := newConfigManager(f.configFile, flagOptions, engine, static, self, logger.With("component", "config"))
-	configs.kube = disc
-	if err := configs.Reload(); err != nil {
-		return fmt.Errorf("loading configuration: %w", err)
+	p.configs = newConfigManager(f.configFile, flagOptions, p.engine, static, p.self, logger.With("component", "config"))
+	p.configs.kube = p.disc
+	if err := p.configs.Reload(); err != nil {
+		return nil, fmt.Errorf("loading configuration: %w", err)
 	}
+	if p.disc != nil {
+		if err := p.disc.Start(ctx); err != nil {
+			return nil, fmt.Errorf("starting Kubernetes discovery: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// serve runs the exporter until ctx ends.
+func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
+	p, err := newProber(ctx, f, logger)
+	if err != nil {
+		return err
+	}
+	engine, disc, configs, self := p.engine, p.disc, p.configs, p.self
 	go configs.reloadOnSIGHUP(ctx)
 	if disc != nil {
-		if err := disc.Start(ctx); err != nil {
-			return fmt.Errorf("starting Kubernetes discovery: %w", err)
-		}
 		go waitForSync(ctx, disc.WaitForSync, logger.With("component", "kube"))
 	}
 
@@ -222,6 +261,7 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		timeoutOffset:        f.timeoutOffset,
 		defaultScrapeTimeout: f.defaultScrapeTimeout,
 		debugSlots:           make(chan struct{}, maxDebugRequests),
+		ciliumNamespace:      f.ciliumNamespace,
 	}
 	guard := newConnGuard(maxConns(), logger.With("component", "web"))
 	httpServer := &http.Server{

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/collector/kube"
 )
 
@@ -36,6 +37,19 @@ type server struct {
 	// debugSlots bounds the /probe requests running at once (capacity
 	// maxDebugRequests); past it /probe answers 429.
 	debugSlots chan struct{}
+	// ciliumNamespace holds the L2 leases (named in the fixes).
+	ciliumNamespace string
+}
+
+// diagnoses runs the diagnosis chains over a round and what the cluster
+// says now.
+func (s *server) diagnoses(r *collector.RoundResult) []diagnosis.Diagnosis {
+	var c diagnosis.Cluster
+	if s.kube != nil {
+		c.Services, c.Hostnames = s.kube.ServiceStates(), s.kube.HostnameStates()
+	}
+	mode := diagnosis.Mode{ARP: r.Options.ARPInterfaces != nil, CiliumNamespace: s.ciliumNamespace}
+	return diagnosis.Round(r, c, mode)
 }
 
 // maxDebugRequests is how many /probe requests may run at once. Their
@@ -138,7 +152,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	round := s.engine.Probe(ctx, budget)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(round)
+	reg.MustRegister(round, diagnosis.Collector(s.diagnoses(round)))
 	promhttp.HandlerFor(prometheus.Gatherers{s.self.registry, reg}, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(s.logger.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
@@ -223,6 +237,15 @@ func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "Logs for the probe of %s:\n%s\n", target, logs.String())
+	if diags, ok := diagnosis.Select(s.diagnoses(round), target); ok {
+		fmt.Fprintln(w, "Diagnosis (✓ ok, ✗ failed, ? not observed here):")
+		for _, d := range diags {
+			if err := d.WriteText(w); err != nil {
+				return
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	if s.kube != nil {
 		if findings := findingsFor(s.kube.Findings(), target); len(findings) > 0 {
 			fmt.Fprintf(w, "What the cluster says is wrong (for %s, or cluster-wide):\n", target)
@@ -254,8 +277,10 @@ func findingsFor(all []kube.Finding, target string) []kube.Finding {
 	return out
 }
 
-// selectTarget returns the targets that concern one IP or hostname: every
-// load balancer holding the IP (only that IP), or every hostname target.
+// selectTarget returns the targets that concern one IP, Service or
+// hostname: every load balancer holding the IP (only that IP), the
+// "namespace/service" load balancer, or every hostname target; with the
+// nodes, for a load balancer (see Targets.Nodes).
 func selectTarget(all collector.Targets, target string) (collector.Targets, bool) {
 	var out collector.Targets
 	if ip, err := netip.ParseAddr(target); err == nil {
@@ -268,6 +293,12 @@ func selectTarget(all collector.Targets, target string) (collector.Targets, bool
 				}
 			}
 		}
+	} else if ns, name, ok := strings.Cut(target, "/"); ok {
+		for _, lb := range all.LoadBalancers {
+			if lb.Namespace == ns && lb.Service == name {
+				out.LoadBalancers = append(out.LoadBalancers, lb)
+			}
+		}
 	} else {
 		name := strings.TrimSuffix(strings.ToLower(target), ".")
 		for _, h := range all.Hostnames {
@@ -275,6 +306,10 @@ func selectTarget(all collector.Targets, target string) (collector.Targets, bool
 				out.Hostnames = append(out.Hostnames, h)
 			}
 		}
+	}
+	if len(out.LoadBalancers) > 0 {
+		// ARP of the nodes names the MACs that answer, and the holder's.
+		out.Nodes = all.Nodes
 	}
 	return out, len(out.LoadBalancers)+len(out.Hostnames) > 0
 }

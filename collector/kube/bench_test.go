@@ -23,7 +23,7 @@ func benchSeed() seed {
 		svc := lbService(ns, name, fmt.Sprintf("10.%d.%d.%d", 20+i/65536, (i/256)%256, i%256))
 		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP})
 		s.kube = append(s.kube, svc,
-			lease("kube-system", l2LeaseName(ns, name), fmt.Sprintf("node-%d", i%5), time.Hour, time.Duration(i%30)*time.Second, 15, 1))
+			lease("kube-system", LeaseName(ns, name), fmt.Sprintf("node-%d", i%5), time.Hour, time.Duration(i%30)*time.Second, 15, 1))
 	}
 	for i := range 5 {
 		s.kube = append(s.kube, readyNode(fmt.Sprintf("node-%d", i), true))

@@ -314,7 +314,7 @@ func TestIntegrationSharedIP(t *testing.T) {
 	now := metav1.NewMicroTime(time.Now())
 	lease := func(svc, holder string) *coordinationv1.Lease {
 		return &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: l2LeaseName(ns, svc)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: LeaseName(ns, svc)},
 			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(holder), LeaseDurationSeconds: ptr.To[int32](3600), AcquireTime: &now, RenewTime: &now},
 		}
 	}

@@ -413,13 +413,15 @@ func stripObject(obj any) (any, error) {
 // Lease names are constructed from the Service, never parsed.
 const l2LeasePrefix = "cilium-l2announce-"
 
-func l2LeaseName(namespace, name string) string {
+// LeaseName is the name of Cilium's L2 announcement lease of the Service
+// namespace/name (in the Cilium namespace).
+func LeaseName(namespace, name string) string {
 	return l2LeasePrefix + namespace + "-" + name
 }
 
 // leaseFor returns the Service's L2 announcement lease, or nil.
 func (d *Discovery) leaseFor(namespace, name string) *coordinationv1.Lease {
-	l, err := d.leases.Get(l2LeaseName(namespace, name))
+	l, err := d.leases.Get(LeaseName(namespace, name))
 	if err != nil {
 		return nil
 	}

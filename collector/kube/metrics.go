@@ -129,7 +129,7 @@ func (v *view) collect(ch chan<- prometheus.Metric) {
 func (v *view) collectServices(ch chan<- prometheus.Metric) {
 	leaseOwned := make(map[string]bool, len(v.services))
 	for _, s := range v.services {
-		leaseOwned[l2LeaseName(s.Namespace, s.Name)] = true
+		leaseOwned[LeaseName(s.Namespace, s.Name)] = true
 		li, hasLease := v.leaseOf(s)
 		if hasLease {
 			l := []string{s.Namespace, s.Name, li.name, li.holder}

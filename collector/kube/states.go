@@ -2,7 +2,12 @@ package kube
 
 import (
 	"net/netip"
+	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // ServiceState is what the landing page shows of one LoadBalancer Service.
@@ -20,6 +25,27 @@ type ServiceState struct {
 	Lease *LeaseState
 	// PerIP is one entry per ingress IP.
 	PerIP []IPState
+
+	// Requested are the IPs the Service asks LB-IPAM for, sorted; IPAM is
+	// LB-IPAM's condition on the request ("False already_allocated"), empty
+	// when none was written.
+	Requested []netip.Addr
+	IPAM      string
+	// PolicyNames are the L2 policies that select the Service;
+	// PolicyNodes how many Nodes at least one of them selects (-1: the
+	// policy CRD is not served).
+	PolicyNames []string
+	PolicyNodes int
+	// InterfaceMatch, only where lbprobe runs on a node (Options.NodeName)
+	// selected by one of those policies: whether one of them matches one of
+	// the node's up IPv4 interfaces; nil when not known. Interfaces are the
+	// node's.
+	InterfaceMatch *bool
+	Node           string
+	Interfaces     []string
+	// Backends is loadbalancer_backends_ready; -1 when EndpointSlices are
+	// not watched.
+	Backends int
 }
 
 // LeaseState is a Service's L2 announcement lease, evaluated when read.
@@ -47,6 +73,9 @@ type IPState struct {
 	LeaseAge time.Duration // negative when unknown or no lease
 	RenewAge time.Duration // negative when unknown or no lease
 	Expired  bool
+	// SharedHolders are the distinct holders of live leases of all the
+	// Services on this IP, when two or more Services share it.
+	SharedHolders []string
 }
 
 // ServiceStates returns the state of every LoadBalancer Service, sorted by
@@ -56,6 +85,10 @@ func (d *Discovery) ServiceStates() []ServiceState {
 		return nil
 	}
 	v := d.snapshot(true)
+	shared := map[netip.Addr]sharedIP{}
+	for _, e := range v.sharedIPs() {
+		shared[e.ip] = e
+	}
 	var out []ServiceState
 	for _, s := range v.services {
 		if !isLoadBalancer(s) {
@@ -70,8 +103,17 @@ func (d *Discovery) ServiceStates() []ServiceState {
 			Policies:  -1,
 		}
 		st.Assigned = len(st.IPs) > 0
+		st.Requested = requestedIPs(s)
+		if c := ipamRequest(s); c != nil {
+			st.IPAM = string(c.Status) + " " + c.Reason
+		}
+		st.PolicyNodes, st.Backends = -1, -1
 		if v.polKnown {
 			st.Policies = countL2Policies(s, v.policies)
+			v.policyState(s, &st)
+		}
+		if v.endpoints != nil {
+			st.Backends = v.backendsReady(s)
 		}
 		if li, ok := v.leaseOf(s); ok {
 			ls := &LeaseState{Name: li.name, Holder: li.holder, Age: -1, RenewAge: -1, Duration: -1, Expired: li.expired, Live: li.live()}
@@ -91,6 +133,9 @@ func (d *Discovery) ServiceStates() []ServiceState {
 			is := IPState{IP: ip, Expected: st.Policies > 0, LeaseAge: -1, RenewAge: -1}
 			if l := st.Lease; l != nil {
 				is.Announced, is.Holder, is.LeaseAge, is.RenewAge, is.Expired = l.Live, l.Holder, l.Age, l.RenewAge, l.Expired
+			}
+			if e, ok := shared[ip]; ok {
+				is.SharedHolders = e.holders
 			}
 			st.PerIP = append(st.PerIP, is)
 		}
@@ -138,4 +183,85 @@ func (s ServiceState) Announcement(ip netip.Addr) Announcement {
 		}
 	}
 	return a
+}
+
+// policyState fills in which L2 policies select s, how many nodes they
+// select, and whether they match an interface of this node.
+func (v *view) policyState(s *corev1.Service, st *ServiceState) {
+	nodes := map[string]bool{}
+	for _, p := range v.policies {
+		if !p.loadBalancerIPs || !p.selectsService(s) {
+			continue
+		}
+		st.PolicyNames = append(st.PolicyNames, p.name)
+		for _, n := range v.nodes {
+			if p.selectsNode(n) {
+				nodes[n.Name] = true
+			}
+		}
+		if v.self != nil && p.selectsNode(v.self) {
+			match := len(p.matchInterfaces(v.selfInterfaces)) > 0
+			if st.InterfaceMatch == nil || match {
+				st.InterfaceMatch = &match
+			}
+		}
+	}
+	st.PolicyNodes = len(nodes)
+	if v.self != nil {
+		st.Node, st.Interfaces = v.self.Name, v.selfInterfaces
+	}
+}
+
+// HostnameState is what the cluster says of the routes behind a hostname.
+type HostnameState struct {
+	Hostname string
+	Parents  []RouteParentState
+}
+
+// RouteParentState is one Gateway parentRef of a route with the hostname:
+// whether the Gateway's controller accepted the route and whether the
+// Gateway is programmed (nil: no status written).
+type RouteParentState struct {
+	Route, Gateway   string // "namespace/name"
+	Section          string
+	Accepted         *bool
+	AcceptedReason   string
+	Programmed       *bool
+	ProgrammedReason string
+}
+
+// HostnameStates returns the routes' parents of every route hostname, by
+// hostname (as checked: lower case, a wildcard's check name); nil before
+// Start.
+func (d *Discovery) HostnameStates() map[string]HostnameState {
+	if !d.started.Load() {
+		return nil
+	}
+	v := d.snapshot(false)
+	out := map[string]HostnameState{}
+	for _, r := range v.routeList {
+		for _, p := range routeParents(r, v.gateways, v.classes) {
+			ps := RouteParentState{Route: r.Namespace + "/" + r.Name, Gateway: p.gateway.Namespace + "/" + p.gateway.Name, Section: p.section}
+			if p.status != nil {
+				if c := findCondition(p.status.Conditions, string(gwv1.RouteConditionAccepted)); c != nil {
+					ok := c.Status == metav1.ConditionTrue
+					ps.Accepted, ps.AcceptedReason = &ok, c.Reason
+				}
+			}
+			if gw, found := v.gateways.byKey[p.gateway]; found {
+				if c := findCondition(gw.Status.Conditions, string(gwv1.GatewayConditionProgrammed)); c != nil {
+					ok := c.Status == metav1.ConditionTrue
+					ps.Programmed, ps.ProgrammedReason = &ok, c.Reason
+				}
+			}
+			for _, h := range r.Spec.Hostnames {
+				name := checkName(strings.ToLower(string(h)))
+				hs := out[name]
+				hs.Hostname = name
+				hs.Parents = append(hs.Parents, ps)
+				out[name] = hs
+			}
+		}
+	}
+	return out
 }

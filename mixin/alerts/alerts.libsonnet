@@ -42,6 +42,40 @@ local promql = import '../lib/promql.libsonnet';
         value: if empty == null then '{{ .Labels.%s }}' % label else '{{ or .Labels.%s "%s" }}' % [label, empty],
         none: none,
       },
+    // The fix of each diagnosis cause of a load balancer IP (collector/diagnosis; docs/runbook.md,
+    // "Diagnosis causes"), with the alert's names filled in. `lbprobe diagnose` prints the same
+    // with what it saw (renew ages, the MACs that answered).
+    local lbFixes = {
+      ip_pending: 'LB-IPAM gave it no IP: kubectl get ciliumloadbalancerippools; kubectl -n {{ $labels.namespace }} describe service {{ $labels.service }}.',
+      ip_not_requested_one: 'it has {{ $labels.ip }}, not the IP it requests (LoadBalancerRequestedIPNotAssigned): free that IP and recreate the Service, or point the clients at {{ $labels.ip }}.',
+      no_policy: 'no CiliumL2AnnouncementPolicy selects it: create one or fix its serviceSelector (kubectl get ciliuml2announcementpolicies -o yaml), then kubectl -n %(ns)s delete lease %(lease)s.',
+      policy_no_node: 'the nodeSelector of its L2 policy matches no node: fix it (kubectl get nodes --show-labels).',
+      policy_interface_mismatch: "its L2 policy's interfaces match none of the node's: fix spec.interfaces, then kubectl -n %(ns)s delete lease %(lease)s.",
+      not_announced: 'no node holds the lease %(lease)s: check that the Cilium agents run with l2announcements enabled and that the policy selects them (kubectl -n %(ns)s logs ds/cilium | grep -i l2).',
+      lease_expired: 'the lease %(lease)s is stale (last holder: %(holder)s): kubectl -n %(ns)s delete lease %(lease)s, then lbprobe diagnose {{ $labels.namespace }}/{{ $labels.service }}.',
+      holder_not_ready: 'the lease %(lease)s is held by %(holder)s, which is not Ready: kubectl -n %(ns)s delete lease %(lease)s so a Ready node takes over.',
+      holder_silent: '%(holder)s holds the lease but does not answer ARP for {{ $labels.ip }}: restart its Cilium agent, or kubectl -n %(ns)s delete lease %(lease)s.',
+      split_brain: 'more than one node answers ARP for {{ $labels.ip }} (lbprobe diagnose {{ $labels.ip }} names them): stop the second announcer, or give each Service sharing the IP its own.',
+      route_via_tunnel: '{{ $labels.instance }} routes {{ $labels.ip }} through a tunnel, not the LAN: on that host, ip route get {{ $labels.ip }} and remove the route (tailscale set --accept-routes=false).',
+      no_route: '{{ $labels.instance }} has no route to {{ $labels.ip }}: ip route get {{ $labels.ip }}.',
+      no_ready_backends: "nothing ready serves it: kubectl -n {{ $labels.namespace }} get endpointslices -l kubernetes.io/service-name={{ $labels.service }}, and the pods' readiness.",
+      port_refused: 'it is announced but its ports do not answer: check the targetPort, the Gateway listeners and NetworkPolicies (LoadBalancerPortUnreachable).',
+    },
+    // The verdict of the IP's diagnosis chain (loadbalancer_diagnosis_info of the same instance),
+    // its fix and its runbook section, for descriptions.
+    local diagnosisText(holder) =
+      local all = [cl, 'namespace', 'service', 'ip', 'instance'];
+      local fix(cause) = lbFixes[cause] % { ns: ns, lease: lease, holder: holder };
+      local causes = std.objectFields(lbFixes);
+      "{{ with printf `loadbalancer_diagnosis_info{%(sel)s,%(matchers)s}` %(args)s | query }}{{ with first . }}{{ $cause := .Labels.cause }}Diagnosis: {{ $cause }}: %(fixes)s Runbook: %(runbook)s{{ $cause }}.{{ end }}{{ else }}No diagnosis from this instance: first check that the IP is announced (LoadBalancerNotAnnounced, LoadBalancerARPNoReply), then the Service's endpoints.{{ end }}" % {
+        sel: sel,
+        matchers: std.join(',', ['%s="%%s"' % m for m in all]),
+        args: std.join(' ', ['$labels.%s' % m for m in all]),
+        fixes: std.join('', ['{{ %s eq $cause "%s" }}%s' % [if i == 0 then 'if' else 'else if', causes[i], fix(causes[i])] for i in std.range(0, std.length(causes) - 1)])
+               + '{{ else }}see the runbook.{{ end }}',
+        runbook: c.runbookURLPattern % 'diagnosis-',
+      },
+
     // The Service's current L2 lease holder (the freshest lease), for descriptions.
     local holderText = queryLabel('loadbalancer_l2_lease_renew_age_seconds', ['namespace', 'service'], 'holder', none='nobody (no lease)', prefix='node ', wrap='bottomk(1, %s)'),
     // The DNS check's series: a hostname can be checked for several routes (source, namespace, name).
@@ -70,7 +104,7 @@ local promql = import '../lib/promql.libsonnet';
             'loadBalancerUnreachable',
             'loadbalancer_reachable{%s} == 0' % sel,
             'LoadBalancer IP {{ $labels.ip }} of {{ $labels.namespace }}/{{ $labels.service }} is unreachable.',
-            "None of the probed ports of {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) has answered {{ $labels.instance }} for %s. The L2 lease holder is %s. First check that the IP is announced (LoadBalancerNotAnnounced, LoadBalancerARPNoReply), then the Service's endpoints." % [c['for'].loadBalancerUnreachable, holderText],
+            'None of the probed ports of {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) has answered {{ $labels.instance }} for %s. The L2 lease holder is %s. %s' % [c['for'].loadBalancerUnreachable, holderText, diagnosisText(holderText)],
           ),
           alert(
             'LoadBalancerPortUnreachable',

@@ -95,6 +95,25 @@ local g = import '../lib/dashboard.libsonnet';
         description="The mixin's alerts that fire now, with how many series each. Their labels name what fails; see the rows below.",
       )
       + g.size(24, 5),
+      // One row per failing load balancer IP ("namespace/service ip") or hostname and cause.
+      k.labelTable(
+        'Failing, by cause',
+        ['cause', 'target'],
+        [g.column(
+          'Instances',
+          |||
+            count by (%(by)s) (
+              label_join(label_join(loadbalancer_diagnosis_info{cause!="ok", %(m)s}, "target", "/", "namespace", "service"), "target", " ", "target", "ip")
+              or
+              label_replace(gateway_hostname_diagnosis_info{cause!="ok", %(m)s}, "target", "$1", "hostname", "(.+)")
+            )
+          ||| % { by: k.by(['cause', 'target']), m: m() },
+        )],
+        labelProps={ cause: { links: [g.link('Runbook: what lbprobe saw and what to do', c.runbookURLPattern % 'diagnosis-${__value.raw}')] } },
+        description='Every load balancer IP and hostname whose diagnosis chain has a failed step, by the cause of the first one (loadbalancer_diagnosis_info, gateway_hostname_diagnosis_info), with how many lbprobe instances see it. Click a cause for its runbook section; `lbprobe diagnose TARGET` prints the whole chain and the fix.',
+      )
+      + g.sortBy('cause')
+      + g.size(24, 8),
     ],
 
     // One row per LoadBalancer IP; a Service's lease (holder, renew age) joins each of its IPs.

@@ -6,11 +6,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/test/seed"
 	"github.com/lbprobe/lbprobe/test/targets"
 )
@@ -60,7 +63,21 @@ func TestWrongDNSAnswer(t *testing.T) {
 		return e.check([]expect{
 			route("app."+seed.Domain, "public-app", "wrong_address"),
 			route("internal."+seed.Domain, "internal-app", "correct"),
+			{name: "gateway_hostname_diagnosis_info", labels: labels{"hostname": "app." + seed.Domain, "cause": diagnosis.CauseDNSWrongAddress}, want: 1},
+			// Answered right; but the lab's Gateways serve a certificate lbprobe has no CA for.
+			{name: "gateway_hostname_diagnosis_info", labels: labels{"hostname": "internal." + seed.Domain, "cause": diagnosis.CauseTLSInvalid}, want: 1},
 		})
 	})
 	t.Logf("verdicts seen after %s", time.Since(start).Round(time.Millisecond))
+
+	diags, code := l.Diagnose(t, l.Router, "--probe.timeout=2s", "--config.file="+cfg, "app."+seed.Domain)
+	i := slices.IndexFunc(diags, func(d diagnosis.Diagnosis) bool { return d.Object == "httproute apps/public-app" })
+	if code != 1 || i < 0 {
+		t.Fatalf("lbprobe diagnose app.%s: exit %d, %+v; want exit 1 and the chain of the route apps/public-app", seed.Domain, code, diags)
+	}
+	d := diags[i]
+	wantFix := fmt.Sprintf("answers %s for app.%s, its Gateway has %s", addrs.Internal, seed.Domain, addrs.External)
+	if d.Cause != diagnosis.CauseDNSWrongAddress || !strings.Contains(d.Fix, wantFix) {
+		t.Errorf("lbprobe diagnose app.%s: cause %s, fix %q; want %s and a fix naming %q", seed.Domain, d.Cause, d.Fix, diagnosis.CauseDNSWrongAddress, wantFix)
+	}
 }

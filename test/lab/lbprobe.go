@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/test/lbprobebin"
 	"github.com/lbprobe/lbprobe/test/netlab"
 )
@@ -57,6 +59,29 @@ func (l *Lab) StartLBProbe(t testing.TB, ns *netlab.Namespace, args ...string) *
 		t.Fatalf("lab: lbprobe not ready: %v:\n%s", err, p.Logs())
 	}
 	return p
+}
+
+// Diagnose runs `lbprobe diagnose --output=json` inside ns with the lab's
+// kubeconfig, ARP checks on eth0, args (flags, then targets) appended, and
+// returns the diagnoses it printed and its exit code.
+func (l *Lab) Diagnose(t testing.TB, ns *netlab.Namespace, args ...string) ([]diagnosis.Diagnosis, int) {
+	t.Helper()
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := l.WriteKubeconfig(kc); err != nil {
+		t.Fatal(err)
+	}
+	res := lbprobebin.Run(t, lbprobebin.StartOptions{
+		Prefix: []string{"ip", "netns", "exec", ns.Name},
+		Args: append([]string{
+			"diagnose", "--output=json", "--kubeconfig=" + kc,
+			"--probe.arp.interface=^" + Interface + "$",
+		}, args...),
+	}, time.Minute)
+	var out []diagnosis.Diagnosis
+	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
+		t.Fatalf("lbprobe diagnose %v exited %d with no JSON (%v); stdout:\n%s\nstderr:\n%s", args, res.Code, err, res.Stdout, res.Stderr)
+	}
+	return out, res.Code
 }
 
 // Scrape fetches /metrics, which runs a probe round.

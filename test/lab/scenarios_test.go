@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/test/lab"
 	"github.com/lbprobe/lbprobe/test/netlab"
 	"github.com/lbprobe/lbprobe/test/seed"
@@ -188,8 +189,61 @@ func scenarioService(t *testing.T, sc *seed.Cluster, name string, ip netip.Addr,
 	if err := sc.SetServiceIP(ctx, scenarioNS, name, ip); err != nil {
 		t.Fatal(err)
 	}
+	// One ready backend, so that the diagnosis chain gets past it.
+	if err := sc.EndpointSlice(ctx, scenarioNS, name, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := sc.Core.DiscoveryV1().EndpointSlices(scenarioNS).Delete(ctx, name+"-seed", metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete endpointslice %s/%s-seed: %v", scenarioNS, name, err)
+		}
+	})
 	now := time.Now()
 	writeLease(t, sc, name, holder, now, now, 1)
+}
+
+// diagnosisFlags are the flags of lbprobe in TestScenarios, for
+// `lbprobe diagnose`.
+var diagnosisFlags = []string{"--probe.timeout=2s", "--probe.route.expect-interface=^" + lab.Interface + "$"}
+
+// diagnose runs `lbprobe diagnose` on the router for one target and checks
+// the verdict of each of its chains, the exit code (0 for ok, else 1) and
+// that the fix names each of fix.
+func diagnose(t *testing.T, l *lab.Lab, target, cause string, fix ...string) {
+	t.Helper()
+	diags, code := l.Diagnose(t, l.Router, append(diagnosisFlags, target)...)
+	wantCode := 1
+	if cause == diagnosis.CauseOK {
+		wantCode = 0
+	}
+	if code != wantCode || len(diags) == 0 {
+		t.Fatalf("lbprobe diagnose %s: exit %d with %d diagnoses, want exit %d: %+v", target, code, len(diags), wantCode, diags)
+	}
+	for _, d := range diags {
+		if d.Cause != cause {
+			t.Errorf("lbprobe diagnose %s: %s has cause %s, want %s; steps: %+v", target, d.Target, d.Cause, cause, d.Steps)
+		}
+		for _, want := range fix {
+			if !strings.Contains(d.Fix, want) {
+				t.Errorf("lbprobe diagnose %s: fix %q lacks %q", target, d.Fix, want)
+			}
+		}
+		if cause == diagnosis.CauseOK {
+			for _, s := range d.Steps {
+				if s.State != diagnosis.OK {
+					t.Errorf("lbprobe diagnose %s: healthy chain has %q %s (%s)", target, s.Name, s.State, s.Evidence)
+				}
+			}
+		}
+	}
+}
+
+// verdict is the diagnosis series of a scenario Service's IP.
+func verdict(svc string, ip netip.Addr, cause string) expect {
+	return expect{name: "loadbalancer_diagnosis_info", labels: ipLabels(svc, ip).with("cause", cause), want: 1}
 }
 
 // writeLease writes a scenario Service's lease, retrying when the Cilium
@@ -289,8 +343,11 @@ func TestScenarios(t *testing.T) {
 				{name: "loadbalancer_l2_lease_transitions", labels: leaseLabels(opti1.Name), want: 2},
 				{name: "loadbalancer_l2_lease_transitions", labels: leaseLabels(nuc.Name), absent: true},
 				{name: "loadbalancer_reachable", labels: ipLabels(svc, ip), want: 1},
+				// Seen from the LAN with ARP, every step of the chain is ok.
+				verdict(svc, ip, diagnosis.CauseOK),
 			}), responders(e, svc, ip, opti1))
 		})
+		diagnose(t, l, scenarioNS+"/"+svc, diagnosis.CauseOK)
 	})
 
 	t.Run("two nodes answer", func(t *testing.T) {
@@ -306,8 +363,10 @@ func TestScenarios(t *testing.T) {
 				{name: "loadbalancer_arp_reachable", labels: arp, want: 1},
 				{name: "loadbalancer_arp_responders", labels: arp, want: 2},
 				{name: "loadbalancer_arp_holder_match", labels: arp, want: 0},
+				verdict(svc, ip, diagnosis.CauseSplitBrain),
 			}), responders(e, svc, ip, opti1, opti2))
 		})
+		diagnose(t, l, ip.String(), diagnosis.CauseSplitBrain, opti1.Name, opti2.Name, ip.String())
 	})
 
 	t.Run("no node answers", func(t *testing.T) {
@@ -330,8 +389,10 @@ func TestScenarios(t *testing.T) {
 				{name: "loadbalancer_arp_holder_match", labels: arp, want: 0},
 				{name: "loadbalancer_reachable", labels: ipLabels(svc, ip), want: 0},
 				{name: "loadbalancer_port_reachable", labels: ipLabels(svc, ip).with("port", "80", "protocol", "TCP"), want: 0},
+				verdict(svc, ip, diagnosis.CauseHolderSilent),
 			}), responders(e, svc, ip))
 		})
+		diagnose(t, l, scenarioNS+"/"+svc, diagnosis.CauseHolderSilent, "nobody answers ARP for "+ip.String(), opti2.Name, seed.LeaseName(scenarioNS, svc))
 		// The others are unaffected.
 		if err := e.check([]expect{
 			{name: "loadbalancer_reachable", labels: labels{"namespace": seed.GatewayNS, "service": "cilium-gateway-external", "ip": addrs.External.String()}, want: 1},
@@ -364,8 +425,14 @@ func TestScenarios(t *testing.T) {
 				{name: "loadbalancer_route_ok", labels: internal, want: 1},
 				{name: "loadbalancer_route_info", labels: legacy.with("interface", lab.Interface, "gateway", ""), want: 1},
 				{name: "loadbalancer_route_ok", labels: legacy, want: 1},
+				{name: "loadbalancer_diagnosis_info", labels: external.with("cause", diagnosis.CauseRouteViaTunnel), want: 1},
+				{name: "loadbalancer_diagnosis_info", labels: internal.with("cause", diagnosis.CauseOK), want: 1},
+				// Nothing ready behind apps/legacy (the seed).
+				{name: "loadbalancer_diagnosis_info", labels: legacy.with("cause", diagnosis.CauseNoReadyBackends), want: 1},
 			})
 		})
+		diagnose(t, l, addrs.External.String(), diagnosis.CauseRouteViaTunnel, "through tailscale0")
+		diagnose(t, l, seed.AppsNS+"/legacy", diagnosis.CauseNoReadyBackends, "kubernetes.io/service-name=legacy")
 	})
 
 	// Every scenario undid its changes: the reference Services are as

@@ -18,7 +18,8 @@ import (
 //   - a second pool that overlaps the first;
 //   - a Gateway "staging" that is not programmed and whose status address
 //     differs from the one it asked for (nothing serves it);
-//   - a hostname claimed by routes on both Gateways;
+//   - a hostname claimed by a route on both Gateways, which the internal one
+//     refuses (NotAllowedByListeners);
 //   - apps/pinned, whose requested IP (apps/legacy's) LB-IPAM cannot give;
 //   - apps/shared-a and apps/shared-b, sharing one IP by a sharing key, each
 //     with its own L2 lease held by a different node: a split brain;
@@ -51,6 +52,13 @@ func breakMore(ctx context.Context, cl *seed.Cluster, addrs seed.Addresses) erro
 	}
 	both := []seed.ParentRef{{Namespace: seed.GatewayNS, Name: "external"}, {Namespace: seed.GatewayNS, Name: "internal"}}
 	if err := cl.HTTPRoute(ctx, seed.AppsNS, "shared-app", []string{"shared." + seed.Domain}, both, "public-app"); err != nil {
+		return err
+	}
+	// The internal Gateway refuses it, the external one accepts it; k8s_gateway
+	// answers both addresses all the same.
+	if err := cl.SetRouteStatus(ctx, seed.AppsNS, "shared-app",
+		seed.RouteParentStatus{ParentRef: both[0], Accepted: "Accepted", ResolvedRefs: "ResolvedRefs"},
+		seed.RouteParentStatus{ParentRef: both[1], Accepted: "NotAllowedByListeners", ResolvedRefs: "ResolvedRefs"}); err != nil {
 		return err
 	}
 

@@ -220,6 +220,7 @@ kubernetes:
 		"--node.name=" + seed.NodeNames[0],
 	}, extraArgs...)
 	s.logf("running %s %v", bin, args)
+	s.logf("why a target fails, as from a LAN host: %s diagnose %s network/k8s-gateway (or apps/pending, apps/pinned, apps/legacy, apps/shared-a; none: every failing target)", bin, strings.Join(s.DiagnoseFlags(), " "))
 	hostPort := strings.TrimPrefix(s.URL, "http://")
 	s.logf("ready in a few seconds: http://%s/  —  curl -s http://%s/metrics | grep -E '^(loadbalancer|gateway)_'", hostPort, hostPort)
 
@@ -244,6 +245,16 @@ kubernetes:
 		close(s.exited)
 	}()
 	return nil
+}
+
+// DiagnoseFlags are the flags with which `lbprobe diagnose` sees the
+// sandbox's cluster and targets as its lbprobe does, but from a LAN host
+// (no --node.name).
+func (s *Sandbox) DiagnoseFlags() []string {
+	return []string{
+		"--config.file=" + filepath.Join(s.Dir, "lbprobe.yml"), "--kubeconfig=" + s.Cluster.KubeconfigPath(),
+		"--cilium.namespace=" + seed.CiliumNamespace,
+	}
 }
 
 // WaitReady polls lbprobe's /-/ready until it answers 200 OK (its

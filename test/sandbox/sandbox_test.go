@@ -2,14 +2,19 @@ package sandbox_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/test/lbprobebin"
 	"github.com/lbprobe/lbprobe/test/poll"
 	"github.com/lbprobe/lbprobe/test/sandbox"
@@ -184,6 +189,9 @@ func TestBrokenOnPurpose(t *testing.T) {
 		"policy_no_node</td><td>CiliumL2AnnouncementPolicy l2-policy-dmz",
 		"policy_invalid</td><td>CiliumL2AnnouncementPolicy l2-policy-dmz",
 		"split_brain</td><td>IP " + netip.AddrFrom4(shared).String(),
+		// The Why column: the verdict, linked to its runbook section, and the fix.
+		`<a href="` + diagnosis.Runbook(diagnosis.CauseIPPending) + `">ip_pending</a>: LB-IPAM gave apps/pending no IP`,
+		`<a href="` + diagnosis.Runbook(diagnosis.CauseRouteNotAccepted) + `">route_not_accepted</a>: Gateway gateway/internal did not accept route apps/shared-app (NotAllowedByListeners)`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the landing page lacks %q", want)
@@ -203,5 +211,209 @@ func TestBrokenOnPurpose(t *testing.T) {
 	}
 	if strings.Contains(debug, "split_brain") {
 		t.Errorf("the debug view of %s lists the split brain of another IP:\n%s", s.Addrs.Legacy, debug)
+	}
+	// ... and the chain (whose verdict depends on this host's interfaces, see
+	// testDiagnosisSeries).
+	for _, want := range []string{"Diagnosis (", "apps/legacy " + s.Addrs.Legacy.String() + "\n", "✓ IP assigned", "verdict: "} {
+		if !strings.Contains(debug, want) {
+			t.Errorf("the debug view of %s lacks %q:\n%s", s.Addrs.Legacy, want, debug)
+		}
+	}
+
+	t.Run("diagnose", func(t *testing.T) { testDiagnose(t, s) })
+	t.Run("diagnosis series", func(t *testing.T) { testDiagnosisSeries(t, s) })
+}
+
+// diagnoseCase is a target of the sandbox and the verdict of each of its
+// chains; fix are strings its fix must name.
+type diagnoseCase struct {
+	target string
+	object string // only the chains of the hostname from this object
+	cause  string
+	ip     string
+	fix    []string
+}
+
+func diagnoseCases(s *sandbox.Sandbox) []diagnoseCase {
+	leaseNS := seed.CiliumNamespace
+	staleLease := seed.LeaseName(seed.NetworkNS, "k8s-gateway")
+	b := s.Addrs.External.As4()
+	b[3] = 86 // apps/shared-a and -b (test/sandbox/broken.go)
+	shared := netip.AddrFrom4(b)
+	return []diagnoseCase{
+		{target: "network/k8s-gateway", cause: diagnosis.CauseLeaseExpired, ip: s.Addrs.DNS.String(), fix: []string{
+			"the lease " + staleLease + " was last renewed 10m", "by " + seed.NodeNames[2],
+			"`kubectl -n " + leaseNS + " delete lease " + staleLease + "`", "re-check",
+		}},
+		{target: "apps/pending", cause: diagnosis.CauseIPPending, fix: []string{"ciliumloadbalancerippools", "kubectl -n apps describe service pending"}},
+		{target: "apps/pinned", cause: diagnosis.CauseIPPending, fix: []string{"asks for " + s.Addrs.Legacy.String(), "lbipam.cilium.io/ips"}},
+		{target: "apps/legacy", cause: diagnosis.CauseNoReadyBackends, ip: s.Addrs.Legacy.String(), fix: []string{"kubectl -n apps get endpointslices -l kubernetes.io/service-name=legacy"}},
+		{target: "apps/shared-a", cause: diagnosis.CauseSplitBrain, ip: shared.String(), fix: []string{seed.NodeNames[0], seed.NodeNames[1], "Give each Service its own IP"}},
+		{target: "shared." + seed.Domain, cause: diagnosis.CauseRouteNotAccepted, fix: []string{"gateway/internal", "NotAllowedByListeners", "kubectl -n apps describe httproute shared-app"}},
+		// apps/legacy's annotation claims the route's name: k8s_gateway answers the route's Gateway.
+		{target: "app." + seed.Domain, object: "service apps/legacy", cause: diagnosis.CauseDNSWrongAddress, fix: []string{
+			fmt.Sprintf("answers %s for app.%s, the service apps/legacy has %s", s.Addrs.External, seed.Domain, s.Addrs.Legacy),
+		}},
+		{target: "gateway/cilium-gateway-internal", cause: diagnosis.CauseOK, ip: s.Addrs.Internal.String()},
+		{target: "internal." + seed.Domain, cause: diagnosis.CauseOK},
+	}
+}
+
+// testDiagnose runs `lbprobe diagnose` against the sandbox as a LAN host
+// would, for each broken-on-purpose object and two healthy ones.
+func testDiagnose(t *testing.T, s *sandbox.Sandbox) {
+	run := func(t *testing.T, args ...string) lbprobebin.Result {
+		t.Helper()
+		return lbprobebin.Run(t, lbprobebin.StartOptions{Args: append(append([]string{"diagnose"}, s.DiagnoseFlags()...), args...)}, time.Minute)
+	}
+	for _, tc := range diagnoseCases(s) {
+		t.Run(tc.target, func(t *testing.T) {
+			res := run(t, "--output=json", tc.target)
+			var diags []diagnosis.Diagnosis
+			if err := json.Unmarshal([]byte(res.Stdout), &diags); err != nil || len(diags) == 0 {
+				t.Fatalf("exit %d, no diagnoses (%v); stdout:\n%s\nstderr:\n%s", res.Code, err, res.Stdout, res.Stderr)
+			}
+			wantCode := 1
+			if tc.cause == diagnosis.CauseOK {
+				wantCode = 0
+			}
+			if res.Code != wantCode {
+				t.Errorf("exit %d, want %d", res.Code, wantCode)
+			}
+			if tc.object != "" {
+				diags = slices.DeleteFunc(diags, func(d diagnosis.Diagnosis) bool { return d.Object != tc.object })
+				if len(diags) == 0 {
+					t.Fatalf("no chain of %s for %s:\n%s", tc.object, tc.target, res.Stdout)
+				}
+			}
+			for _, d := range diags {
+				if d.Cause != tc.cause {
+					t.Errorf("%s: cause %s, want %s; steps: %+v", d.Target, d.Cause, tc.cause, d.Steps)
+				}
+				if tc.ip != "" && d.IP != tc.ip {
+					t.Errorf("%s: ip %q, want %q", d.Target, d.IP, tc.ip)
+				}
+				for _, want := range tc.fix {
+					if !strings.Contains(d.Fix, want) {
+						t.Errorf("%s: fix %q lacks %q", d.Target, d.Fix, want)
+					}
+				}
+				if tc.cause != diagnosis.CauseOK && d.Runbook != diagnosis.Runbook(tc.cause) {
+					t.Errorf("%s: runbook %q", d.Target, d.Runbook)
+				}
+				for _, st := range d.Steps {
+					if tc.cause == diagnosis.CauseOK && st.State == diagnosis.Failed {
+						t.Errorf("%s: healthy chain has a failed step %q (%s)", d.Target, st.Name, st.Evidence)
+					}
+					// This run has no ARP: L2 is not observed, never ok.
+					if st.Name == diagnosis.StepARP && st.State == diagnosis.OK {
+						t.Errorf("%s: the ARP step is ok without ARP probes", d.Target)
+					}
+				}
+			}
+		})
+	}
+
+	t.Run("text", func(t *testing.T) {
+		res := run(t, "network/k8s-gateway")
+		t.Logf("lbprobe diagnose network/k8s-gateway:\n%s", res.Stdout)
+		for _, want := range []string{"network/k8s-gateway " + s.Addrs.DNS.String(), "✓ IP assigned", "✗ lease live", "? holder, and only it, answers ARP", "verdict: lease_expired", "fix: ", "runbook: "} {
+			if !strings.Contains(res.Stdout, want) {
+				t.Errorf("the text lacks %q:\n%s", want, res.Stdout)
+			}
+		}
+		if res.Code != 1 {
+			t.Errorf("exit %d, want 1", res.Code)
+		}
+	})
+	t.Run("every failing target", func(t *testing.T) {
+		res := run(t, "--output=json")
+		var diags []diagnosis.Diagnosis
+		if err := json.Unmarshal([]byte(res.Stdout), &diags); err != nil {
+			t.Fatalf("%v:\n%s", err, res.Stderr)
+		}
+		causes := map[string]string{}
+		for _, d := range diags {
+			if d.OK() {
+				t.Errorf("%s is ok but listed as failing", d.Target)
+			}
+			key := d.Namespace + "/" + d.Service
+			if d.Hostname != "" {
+				key = d.Hostname
+			}
+			causes[key] = d.Cause
+		}
+		for _, tc := range diagnoseCases(s) {
+			if tc.object != "" {
+				continue // the hostname has several chains
+			}
+			if got := causes[tc.target]; tc.cause != diagnosis.CauseOK && got != tc.cause {
+				t.Errorf("%s: cause %q among the failing targets, want %s (all: %v)", tc.target, got, tc.cause, causes)
+			}
+		}
+		if res.Code != 1 {
+			t.Errorf("exit %d, want 1", res.Code)
+		}
+	})
+	t.Run("unknown target", func(t *testing.T) {
+		res := run(t, "apps/nothing-here")
+		if res.Code != 2 || !strings.Contains(res.Stderr, "unknown target apps/nothing-here") {
+			t.Errorf("exit %d, stderr %q; want 2 and the target named", res.Code, res.Stderr)
+		}
+	})
+	t.Run("API server unreachable", func(t *testing.T) {
+		kc := filepath.Join(t.TempDir(), "kubeconfig")
+		if err := os.WriteFile(kc, []byte(unreachableKubeconfig), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res := lbprobebin.Run(t, lbprobebin.StartOptions{Args: []string{"diagnose", "--kubeconfig=" + kc, "network/k8s-gateway"}}, time.Minute)
+		if res.Code != 2 || !strings.Contains(res.Stderr, "127.0.0.1:1") {
+			t.Errorf("exit %d, stderr %q; want 2 and the server named", res.Code, res.Stderr)
+		}
+	})
+}
+
+// unreachableKubeconfig points at a closed loopback port.
+const unreachableKubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`
+
+// testDiagnosisSeries checks the verdicts in /metrics. The sandbox's lbprobe
+// runs as on k8s-nuc, whose interfaces are this host's: when the seed's
+// policy (^enp.*) matches none of them, that is every announced Service's
+// first failure.
+func testDiagnosisSeries(t *testing.T, s *sandbox.Sandbox) {
+	metrics := scrape(t, s)
+	mismatch := hasLine(metrics, `loadbalancer_l2_policy_interfaces_matched{interfaces="",node="`+seed.NodeNames[0]+`",policy="l2-policy"} 0`)
+	t.Logf("the seed's policy matches none of this host's interfaces: %v", mismatch)
+	for _, tc := range diagnoseCases(s) {
+		cause := tc.cause
+		if mismatch && tc.ip != "" {
+			// Every case with an IP gets past the policy's interfaces.
+			cause = diagnosis.CausePolicyInterfaceMismatch
+		}
+		var line string
+		switch {
+		case strings.Contains(tc.target, "/") && tc.ip == "" && tc.cause != diagnosis.CauseIPPending:
+			continue // a Service whose IP the case does not name
+		case strings.Contains(tc.target, "/"):
+			ns, name, _ := strings.Cut(tc.target, "/")
+			line = fmt.Sprintf(`loadbalancer_diagnosis_info{cause="%s",ip="%s",namespace="%s",service="%s"} 1`, cause, tc.ip, ns, name)
+		default:
+			line = fmt.Sprintf(`gateway_hostname_diagnosis_info{cause="%s",hostname="%s"} 1`, cause, tc.target)
+		}
+		if !hasLine(metrics, line) {
+			var got []string
+			for l := range strings.Lines(metrics) {
+				if strings.Contains(l, "_diagnosis_info{") {
+					got = append(got, strings.TrimSuffix(l, "\n"))
+				}
+			}
+			t.Errorf("lbprobe's metrics lack\n  %s\nthe diagnosis series:\n  %s", line, strings.Join(got, "\n  "))
+		}
 	}
 }

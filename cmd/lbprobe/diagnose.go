@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/common/promslog"
+
+	"github.com/lbprobe/lbprobe/collector"
+	"github.com/lbprobe/lbprobe/collector/diagnosis"
+)
+
+// Exit codes of `lbprobe diagnose`.
+const (
+	exitHealthy = 0 // every target's chain has no failed step
+	exitFailed  = 1 // a step failed
+	exitUsage   = 2 // usage or connection error, or an unknown target
+)
+
+// errUnknownTarget is a TARGET lbprobe does not know.
+var errUnknownTarget = errors.New("unknown target")
+
+// runDiagnose is `lbprobe diagnose`: it loads the configuration and the
+// cluster as the exporter does, probes the targets once and prints their
+// diagnosis chains.
+func runDiagnose(args []string, f *flags, stdout, stderr io.Writer) int {
+	// Only warnings and errors on stderr unless --log.level says otherwise:
+	// the chain is the output.
+	if !hasFlag(args, "log.level") {
+		_ = f.log.Level.Set("warn")
+	}
+	logger := promslog.New(f.log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	diags, err := diagnose(ctx, f, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "lbprobe diagnose: %v\n", err)
+		return exitUsage
+	}
+	if err := writeDiagnoses(stdout, diags, f.output, len(f.targets) == 0); err != nil {
+		fmt.Fprintf(stderr, "lbprobe diagnose: writing the output: %v\n", err)
+		return exitUsage
+	}
+	for _, d := range diags {
+		if !d.OK() {
+			return exitFailed
+		}
+	}
+	return exitHealthy
+}
+
+// diagnose returns the chains of f.targets, or of every failing target when
+// there is none.
+func diagnose(ctx context.Context, f *flags, logger *slog.Logger) ([]diagnosis.Diagnosis, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops discovery's informers
+	p, err := newProber(ctx, f, logger)
+	if err != nil {
+		return nil, err
+	}
+	var cluster diagnosis.Cluster
+	if p.disc != nil {
+		if err := p.disc.WaitForSync(ctx); err != nil {
+			return nil, fmt.Errorf("the Kubernetes API (raise --kube.sync-timeout, now %s, if it is only slow): %w", f.kubeSyncTimeout, err)
+		}
+		cluster.Services, cluster.Hostnames = p.disc.ServiceStates(), p.disc.HostnameStates()
+	}
+
+	all := p.engine.Targets()
+	subset := all
+	if len(f.targets) > 0 {
+		subset = collector.Targets{}
+		var unknown []string
+		for _, target := range f.targets {
+			t, ok := selectTarget(all, target)
+			if !ok && !clusterKnows(cluster, target) {
+				unknown = append(unknown, target)
+				continue
+			}
+			subset = subset.Merge(t)
+		}
+		if len(unknown) > 0 {
+			return nil, fmt.Errorf("%w %s: not a namespace/service, load balancer IP or hostname lbprobe knows (%d load balancers, %d hostnames)",
+				errUnknownTarget, strings.Join(unknown, ", "), len(all.LoadBalancers), len(all.Hostnames))
+		}
+	}
+
+	budget := f.defaultScrapeTimeout - f.timeoutOffset
+	round := p.engine.ProbeTargets(ctx, subset, budget, logger.With("component", "engine"))
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	mode := diagnosis.Mode{ARP: round.Options.ARPInterfaces != nil, CiliumNamespace: f.ciliumNamespace}
+	diags := diagnosis.Round(round, cluster, mode)
+	if len(f.targets) == 0 {
+		var failing []diagnosis.Diagnosis
+		for _, d := range diags {
+			if !d.OK() {
+				failing = append(failing, d)
+			}
+		}
+		return failing, nil
+	}
+	var out []diagnosis.Diagnosis
+	for _, target := range f.targets {
+		d, _ := diagnosis.Select(diags, target)
+		out = append(out, d...)
+	}
+	return out, nil
+}
+
+// clusterKnows reports whether target is a Service (one without an IP is
+// not a probe target, but has a chain) or a route hostname of the cluster.
+func clusterKnows(c diagnosis.Cluster, target string) bool {
+	for _, s := range c.Services {
+		if s.Namespace+"/"+s.Name == target {
+			return true
+		}
+	}
+	_, ok := c.Hostnames[strings.TrimSuffix(strings.ToLower(target), ".")]
+	return ok
+}
+
+// writeDiagnoses prints the chains as text or as a JSON array.
+func writeDiagnoses(w io.Writer, diags []diagnosis.Diagnosis, output string, failingOnly bool) error {
+	if output == "json" {
+		if diags == nil {
+			diags = []diagnosis.Diagnosis{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(diags)
+	}
+	if len(diags) == 0 && failingOnly {
+		_, err := fmt.Fprintln(w, "no failing target")
+		return err
+	}
+	for i, d := range diags {
+		if i > 0 {
+			if _, err := fmt.Fprintln(w); err != nil {
+				return err
+			}
+		}
+		if err := d.WriteText(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hasFlag reports whether args set --name.
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--"+name || strings.HasPrefix(a, "--"+name+"=") {
+			return true
+		}
+	}
+	return false
+}
