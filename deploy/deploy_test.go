@@ -232,6 +232,9 @@ type variant struct {
 	// accessOnly: only the ServiceAccount and its RBAC (for lbprobe outside the cluster), no
 	// workload.
 	accessOnly bool
+	// remediation: lease remediation is on, with its RBAC (labelled
+	// app.kubernetes.io/component=lease-remediation).
+	remediation bool
 }
 
 func (v variant) isHelm() bool { return v.dir == "" }
@@ -246,6 +249,7 @@ var kustomizeVariants = []variant{
 	{name: "kustomize/overlays/in-cluster", dir: "kustomize/overlays/in-cluster"},
 	{name: "kustomize/overlays/l2-daemonset", dir: "kustomize/overlays/l2-daemonset"},
 	{name: "kustomize/overlays/lan-host", dir: "kustomize/overlays/lan-host", accessOnly: true},
+	{name: "kustomize/overlays/in-cluster-remediation", dir: "kustomize/overlays/in-cluster-remediation", remediation: true},
 }
 
 var helmVariantsOnce struct {
@@ -267,7 +271,8 @@ func helmVariants() ([]variant, error) {
 		files, _ := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
 		sort.Strings(files)
 		for _, f := range files {
-			vs = append(vs, variant{name: "helm/ci/" + filepath.Base(f), helm: []string{"-f", f}})
+			vs = append(vs, variant{name: "helm/ci/" + filepath.Base(f), helm: []string{"-f", f},
+				remediation: strings.HasPrefix(filepath.Base(f), "remediation-")})
 		}
 		daemonset := false
 		for _, v := range vs {
@@ -1115,8 +1120,94 @@ func bindsSA(subjects []rbacv1.Subject, ns, sa string) bool {
 	})
 }
 
+// remediationComponent labels the RBAC of lease remediation.
+const remediationComponent = "lease-remediation"
+
+// checkRemediationRBAC checks the write access of lease remediation: only
+// in a variant that turns it on, and exactly README's "Lease remediation"
+// grants (delete leases in the Cilium namespace, Events, the leader Lease
+// in lbprobe's namespace), bound to lbprobe's ServiceAccount. It returns
+// objs without those objects.
+func checkRemediationRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload) []*unstructured.Unstructured {
+	t.Helper()
+	var rest, rem []*unstructured.Unstructured
+	for _, u := range objs {
+		if u.GetLabels()["app.kubernetes.io/component"] == remediationComponent && strings.HasPrefix(u.GetAPIVersion(), "rbac.authorization.k8s.io/") {
+			rem = append(rem, u)
+		} else {
+			rest = append(rest, u)
+		}
+	}
+	on := slices.ContainsFunc(w.spec.Containers, func(c corev1.Container) bool {
+		return slices.Contains(c.Args, "--remediate.leases=on") || slices.Contains(c.Args, "--remediate.leases=dry-run")
+	})
+	if !v.remediation {
+		for _, u := range rem {
+			t.Errorf("%s: %s: lease remediation's RBAC in a variant without it", v.name, ref(u))
+		}
+		if on {
+			t.Errorf("%s: --remediate.leases is on in a variant that is not opt-in", v.name)
+		}
+		return rest
+	}
+	if !on {
+		t.Errorf("%s: lease remediation's RBAC without --remediate.leases", v.name)
+	}
+	wns := namespaceOr(w.obj, renderNamespace)
+	cns := ciliumNamespace(w)
+	got := map[string]grants{} // "namespace" ("" for cluster) -> grants
+	roles := map[string][]rbacv1.PolicyRule{}
+	for _, u := range rem {
+		switch u.GetKind() {
+		case "ClusterRole":
+			roles["ClusterRole /"+u.GetName()] = fromUnstructured[rbacv1.ClusterRole](t, v, u).Rules
+		case "Role":
+			roles["Role "+namespaceOr(u, renderNamespace)+"/"+u.GetName()] = fromUnstructured[rbacv1.Role](t, v, u).Rules
+		}
+	}
+	for _, u := range rem {
+		var ref rbacv1.RoleRef
+		var subjects []rbacv1.Subject
+		ns := ""
+		switch u.GetKind() {
+		case "ClusterRoleBinding":
+			b := fromUnstructured[rbacv1.ClusterRoleBinding](t, v, u)
+			ref, subjects = b.RoleRef, b.Subjects
+		case "RoleBinding":
+			b := fromUnstructured[rbacv1.RoleBinding](t, v, u)
+			ref, subjects, ns = b.RoleRef, b.Subjects, namespaceOr(u, renderNamespace)
+		default:
+			continue
+		}
+		if !bindsSA(subjects, wns, w.spec.ServiceAccountName) {
+			t.Errorf("%s: %s does not bind lbprobe's ServiceAccount", v.name, u.GetName())
+		}
+		rules, ok := roles[ref.Kind+" "+ns+"/"+ref.Name]
+		if !ok {
+			t.Errorf("%s: %s binds %s %s, which is not rendered with it", v.name, u.GetName(), ref.Kind, ref.Name)
+		}
+		if got[ns] == nil {
+			got[ns] = grants{}
+		}
+		for k, verbs := range grantsOf(rules) {
+			got[ns][k] = append(got[ns][k], verbs...)
+			slices.Sort(got[ns][k])
+		}
+	}
+	want := map[string]grants{
+		cns: {"coordination.k8s.io/leases": {"delete"}},
+		"":  {"/events": {"create", "list", "patch"}},
+		wns: {"coordination.k8s.io/leases": {"create", "get", "update"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: lease remediation grants\n  %v\nwant\n  %v", v.name, got, want)
+	}
+	return rest
+}
+
 func checkRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload, rows []rbacRow) {
 	t.Helper()
+	objs = checkRemediationRBAC(t, v, objs, w)
 	if slices.ContainsFunc(w.spec.Containers, func(c corev1.Container) bool { return slices.Contains(c.Args, "--kube.enabled=false") }) {
 		for _, kind := range []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
 			for _, u := range ofKind(objs, kind) {

@@ -61,6 +61,8 @@
       lbProbeKubernetesNotSynced: '10m',
       lbProbeScrapeSlow: '15m',
       lbProbeConfigReloadFailed: '10m',
+      lbProbeRemediationRepeating: '0m',
+      lbProbeRemediationNotFixing: '0m',
     },
 
     // Severity of every alert: critical pages, warning goes to a ticket/chat, info only annotates.
@@ -102,7 +104,14 @@
       lbProbeKubernetesNotSynced: 'warning',
       lbProbeScrapeSlow: 'warning',
       lbProbeConfigReloadFailed: 'warning',
+      lbProbeRemediationRepeating: 'warning',
+      lbProbeRemediationNotFixing: 'warning',
     },
+
+    // LBProbeRemediationRepeating: lease remediation acted on one lease this many times within the
+    // window (it is not fixing the cause).
+    remediationRepeatActions: 3,
+    remediationRepeatWindow: '6h',
 
     // LoadBalancerL2LeaseFlapping: this many holder changes (spec.leaseTransitions) within the window.
     leaseFlapTransitions: 3,

@@ -109,6 +109,26 @@ func scrapeUntilICMP(t *testing.T, base string) string {
 	return body
 }
 
+// scrapeUntil scrapes base's /metrics until the exposition has want, for up to 30s.
+func scrapeUntil(t *testing.T, base, want string) string {
+	t.Helper()
+	var body string
+	err := poll.Until(t.Context(), 30*time.Second, 250*time.Millisecond, func() error {
+		var err error
+		if body, err = get(t.Context(), http.DefaultClient, base+"/metrics"); err != nil {
+			return err
+		}
+		if !strings.Contains(body, want) {
+			return fmt.Errorf("no %s yet", want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
 // labScrape runs lbprobe in the router of the netns LAN lab (test/lab) over the seeded reference
 // cluster and returns a scrape: the ARP series exist only there. Every ARP outcome shows: nuc
 // answers for its VIPs (responders), opti1 stops answering (a failure), and --node.name names
@@ -375,6 +395,10 @@ func TestSandbox(t *testing.T) {
 		inv := inventory{}
 		body := scrapeUntilICMP(t, sb.URL)
 		if err := inv.addExposition(body); err != nil {
+			t.Fatal(err)
+		}
+		// Lease remediation's series, from its dry-run on the sandbox's orphaned lease.
+		if err := inv.addExposition(scrapeUntil(t, sb.URL, "lbprobe_remediation_last_action_timestamp_seconds{")); err != nil {
 			t.Fatal(err)
 		}
 		if err := inv.addExposition(labScrape(t)); err != nil {

@@ -9,10 +9,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/common/promslog"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/diagnosis"
@@ -115,7 +120,44 @@ func diagnose(ctx context.Context, f *flags, logger *slog.Logger) ([]diagnosis.D
 		d, _ := diagnosis.Select(diags, target)
 		out = append(out, d...)
 	}
+	if p.restCfg != nil {
+		addRemediations(ctx, p.restCfg, out, logger)
+	}
 	return out, nil
+}
+
+// addRemediations adds, to each load balancer's chain, what lease
+// remediation did about its Service in the last day (its Events); nothing
+// when the Events cannot be read (the read-only ClusterRole may not allow
+// it).
+func addRemediations(ctx context.Context, cfg *rest.Config, diags []diagnosis.Diagnosis, logger *slog.Logger) {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return
+	}
+	for i := range diags {
+		d := &diags[i]
+		if d.Service == "" {
+			continue
+		}
+		events, err := client.CoreV1().Events(d.Namespace).List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.kind=Service,involvedObject.name=" + d.Service + ",source=lbprobe",
+		})
+		if err != nil {
+			logger.Debug("no remediation Events", "service", d.Namespace+"/"+d.Service, "err", err)
+			return
+		}
+		for _, e := range events.Items {
+			at := e.LastTimestamp.Time
+			if at.IsZero() {
+				at = e.EventTime.Time
+			}
+			if time.Since(at) < 24*time.Hour {
+				d.Remediations = append(d.Remediations, diagnosis.Remediation{At: at, Reason: e.Reason, Message: e.Message})
+			}
+		}
+		slices.SortFunc(d.Remediations, func(a, b diagnosis.Remediation) int { return a.At.Compare(b.At) })
+	}
 }
 
 // clusterKnows reports whether target is a Service (one without an IP is

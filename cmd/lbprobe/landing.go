@@ -13,6 +13,7 @@ import (
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/collector/kube"
+	"github.com/lbprobe/lbprobe/collector/remediate"
 )
 
 //go:embed landing.html
@@ -64,6 +65,11 @@ type landingData struct {
 	Hostnames     []hostnameRow
 	Findings      []kube.Finding
 	Failing       int
+	// Remediation is the --remediate.leases mode, empty when off; Actions
+	// what it did, newest first.
+	Remediation string
+	Leading     bool
+	Actions     []remediate.Action
 }
 
 func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
@@ -143,6 +149,9 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 		if !row.OK {
 			data.Failing++
 		}
+	}
+	if s.remediator != nil {
+		data.Remediation, data.Leading, data.Actions = string(s.remediator.Mode()), s.remediator.Leading(), s.remediator.History()
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := landingTemplate.Execute(w, data); err != nil {

@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/kube"
@@ -51,6 +53,8 @@ type flags struct {
 	healthAddress        string
 	web                  *web.FlagConfig
 	log                  *promslog.Config
+
+	remediate remediateFlags
 
 	// command is "serve" (the exporter, the default) or "diagnose".
 	command string
@@ -94,6 +98,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("2m").DurationVar(&f.kubeSyncTimeout)
 	app.Flag("web.health-listen-address", "Also serve /-/healthy and /-/ready, and only these, on this address, in plain HTTP without the --web.config.file TLS and basic auth: for kubelet probes when basic auth is on. Empty: off.").
 		Default("").StringVar(&f.healthAddress)
+	f.remediate.add(app)
 	f.web = kingpinflag.AddFlags(app, ":9884")
 	promslogflag.AddFlags(app, f.log)
 	app.Version(version.Print("lbprobe"))
@@ -122,6 +127,11 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("--probe.route.expect-interface: %q is not a valid regular expression", f.routeExpect)
 	case f.defaultScrapeTimeout <= f.timeoutOffset:
 		return nil, fmt.Errorf("--probe.default-scrape-timeout (%s) must exceed --probe.timeout-offset (%s)", f.defaultScrapeTimeout, f.timeoutOffset)
+	case f.remediate.mode != "off" && f.kubeEnabled == "false":
+		return nil, fmt.Errorf("--remediate.leases=%s needs Kubernetes discovery, but --kube.enabled=false", f.remediate.mode)
+	}
+	if err := f.remediate.validate(); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
@@ -187,8 +197,12 @@ func optionalRegexp(s string) *regexp.Regexp {
 type prober struct {
 	engine  *collector.Engine
 	disc    *kube.Discovery // nil when Kubernetes discovery is off
+	restCfg *rest.Config    // nil when Kubernetes discovery is off
 	configs *configManager
 	self    *selfMetrics
+	// afterRound are called with every finished shared round; add to it
+	// before the first round.
+	afterRound []func(*collector.RoundResult)
 }
 
 // newProber loads the configuration, builds the engine and starts
@@ -201,6 +215,11 @@ func newProber(ctx context.Context, f *flags, logger *slog.Logger) (*prober, err
 	restCfg, err := kubeConfig(f.kubeEnabled, f.kubeconfig, logger)
 	if err != nil {
 		return nil, err
+	}
+	p.restCfg = restCfg
+	if restCfg != nil {
+		// client-go logs (leader election, watch errors) in lbprobe's format.
+		klog.SetSlogLogger(logger.With("component", "client-go"))
 	}
 	if restCfg != nil {
 		p.disc, err = kube.New(restCfg, kube.Options{CiliumNamespace: f.ciliumNamespace, SyncTimeout: f.kubeSyncTimeout, NodeName: f.nodeName}, logger)
@@ -225,7 +244,12 @@ func newProber(ctx context.Context, f *flags, logger *slog.Logger) (*prober, err
 		Logger:      logger.With("component", "engine"),
 		Options:     flagOptions,
 	}, sources...)
-	p.engine.OnRoundDone(p.self.observeRound)
+	p.afterRound = append(p.afterRound, p.self.observeRound)
+	p.engine.OnRoundDone(func(r *collector.RoundResult) {
+		for _, f := range p.afterRound {
+			f(r)
+		}
+	})
 
 	p.configs = newConfigManager(f.configFile, flagOptions, p.engine, static, p.self, logger.With("component", "config"))
 	p.configs.kube = p.disc
@@ -247,6 +271,10 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		return err
 	}
 	engine, disc, configs, self := p.engine, p.disc, p.configs, p.self
+	remediator, err := startRemediation(ctx, f, p, logger.With("component", "remediate"))
+	if err != nil {
+		return err
+	}
 	go configs.reloadOnSIGHUP(ctx)
 	if disc != nil {
 		go waitForSync(ctx, disc.WaitForSync, logger.With("component", "kube"))
@@ -262,6 +290,7 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		defaultScrapeTimeout: f.defaultScrapeTimeout,
 		debugSlots:           make(chan struct{}, maxDebugRequests),
 		ciliumNamespace:      f.ciliumNamespace,
+		remediator:           remediator,
 	}
 	guard := newConnGuard(maxConns(), logger.With("component", "web"))
 	httpServer := &http.Server{

@@ -20,6 +20,7 @@ import (
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/collector/kube"
+	"github.com/lbprobe/lbprobe/collector/remediate"
 )
 
 // scrapeTimeoutHeader is the header Prometheus sets to the scrape timeout.
@@ -39,6 +40,8 @@ type server struct {
 	debugSlots chan struct{}
 	// ciliumNamespace holds the L2 leases (named in the fixes).
 	ciliumNamespace string
+	// remediator is nil when --remediate.leases=off.
+	remediator *remediate.Remediator
 }
 
 // diagnoses runs the diagnosis chains over a round and what the cluster

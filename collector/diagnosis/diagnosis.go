@@ -96,6 +96,17 @@ type Diagnosis struct {
 	Fix     string `json:"fix,omitempty"`
 	Runbook string `json:"runbook,omitempty"`
 	Steps   []Step `json:"steps"`
+	// Remediations are what lbprobe's lease remediation did about the
+	// Service (its Events), oldest first; only `lbprobe diagnose` fills
+	// them in.
+	Remediations []Remediation `json:"remediations,omitempty"`
+}
+
+// Remediation is one thing lease remediation did, from its Event.
+type Remediation struct {
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
 }
 
 // OK reports whether no step failed.

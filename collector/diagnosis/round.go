@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -131,6 +132,9 @@ func (d Diagnosis) WriteText(w io.Writer) error {
 		b.WriteString("  verdict: ok\n")
 	} else {
 		fmt.Fprintf(&b, "  verdict: %s\n  fix: %s\n  runbook: %s\n", d.Cause, d.Fix, d.Runbook)
+	}
+	for _, r := range d.Remediations {
+		fmt.Fprintf(&b, "  remediation %s (%s ago) %s: %s\n", r.At.UTC().Format(time.RFC3339), time.Since(r.At).Round(time.Second), r.Reason, r.Message)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

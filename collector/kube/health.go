@@ -111,6 +111,22 @@ func (d *Discovery) synced(s *informerState, now time.Time) bool {
 	return at.Before(since) || now.Sub(at) > d.errorHold()
 }
 
+// Synced reports whether every informer is in sync now (what
+// lbprobe_kubernetes_synced says for each resource): its cache synced, the
+// API server answered its last health check, and no recent watch error.
+func (d *Discovery) Synced() bool {
+	if !d.started.Load() || len(d.informers) == 0 {
+		return false
+	}
+	now := d.opts.Now()
+	for _, s := range d.informers {
+		if !d.synced(s, now) {
+			return false
+		}
+	}
+	return true
+}
+
 // WaitForSync waits until every informer has synced, at most SyncTimeout.
 // The error names the first resource that did not sync.
 func (d *Discovery) WaitForSync(ctx context.Context) error {

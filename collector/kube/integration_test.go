@@ -248,7 +248,7 @@ func TestIntegrationLease(t *testing.T) {
 	t.Cleanup(func() {
 		_ = cl.dyn.Resource(policyGVRv2a1).Delete(context.Background(), ns, metav1.DeleteOptions{})
 	})
-	_, reg := startReal(t, c.RESTConfig(), Options{CiliumNamespace: ns})
+	d, reg := startReal(t, c.RESTConfig(), Options{CiliumNamespace: ns})
 	svcLabels := []string{"namespace", ns, "service", "web"}
 	ipLabels := append(slices.Clone(svcLabels), "ip", "10.11.80.80")
 
@@ -291,6 +291,33 @@ func TestIntegrationLease(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "deselected", wantValue(t, reg, 0, "loadbalancer_l2_policies", svcLabels...))
 	eventually(t, 10*time.Second, "announced absent", wantAbsent(t, reg, "loadbalancer_l2_announced", ipLabels...))
+
+	// The state lease remediation judges: the lease's resourceVersion, and
+	// no orphan while the Service exists; once it is gone, its lease is one.
+	for _, st := range d.ServiceStates() {
+		if st.Namespace == ns && st.Name == "web" && (st.Lease == nil || st.Lease.ResourceVersion == "") {
+			t.Errorf("web's lease state %+v has no resourceVersion", st.Lease)
+		}
+	}
+	if o := d.OrphanedLeases(); len(o) != 0 {
+		t.Errorf("orphans %v while the Service exists", o)
+	}
+	found := false
+	for _, st := range d.ServiceStates() {
+		found = found || (st.Namespace == ns && st.Name == "web")
+	}
+	if !found {
+		t.Errorf("no state of %s/web", ns)
+	}
+	if err := cl.kube.CoreV1().Services(ns).Delete(t.Context(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "orphaned", func() error {
+		if o := d.OrphanedLeases(); len(o) != 1 || o[0].Name != l.Name || o[0].ResourceVersion == "" {
+			return fmt.Errorf("orphans %v, want %s", o, l.Name)
+		}
+		return nil
+	})
 }
 
 // A Gateway's address changes: the expected DNS answer of its routes

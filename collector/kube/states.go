@@ -36,6 +36,8 @@ type ServiceState struct {
 	// policy CRD is not served).
 	PolicyNames []string
 	PolicyNodes int
+	// PolicyReadyNodes: how many of those Nodes are Ready.
+	PolicyReadyNodes int
 	// InterfaceMatch, only where lbprobe runs on a node (Options.NodeName)
 	// selected by one of those policies: whether one of them matches one of
 	// the node's up IPv4 interfaces; nil when not known. Interfaces are the
@@ -59,6 +61,9 @@ type LeaseState struct {
 	Expired     bool          // RenewAge > Duration (false when either is unknown)
 	Live        bool          // a holder and not expired
 	HolderReady bool          // the holder is a Node whose Ready condition is True
+	// ResourceVersion is the lease object's, as read: a delete can be made
+	// conditional on it (delete only what was judged).
+	ResourceVersion string
 }
 
 // IPState is the L2 announcement state of one ingress IP. One lease covers
@@ -127,6 +132,9 @@ func (d *Discovery) ServiceStates() []ServiceState {
 				ls.Duration = li.duration
 			}
 			ls.HolderReady, _ = v.holderReady(li.holder)
+			if l := v.lease(s.Namespace, s.Name); l != nil {
+				ls.ResourceVersion = l.ResourceVersion
+			}
 			st.Lease = ls
 		}
 		for _, ip := range st.IPs {
@@ -207,6 +215,11 @@ func (v *view) policyState(s *corev1.Service, st *ServiceState) {
 		}
 	}
 	st.PolicyNodes = len(nodes)
+	for name := range nodes {
+		if ready, _ := v.holderReady(name); ready {
+			st.PolicyReadyNodes++
+		}
+	}
 	if v.self != nil {
 		st.Node, st.Interfaces = v.self.Name, v.selfInterfaces
 	}
@@ -261,6 +274,33 @@ func (d *Discovery) HostnameStates() map[string]HostnameState {
 				hs.Parents = append(hs.Parents, ps)
 				out[name] = hs
 			}
+		}
+	}
+	return out
+}
+
+// OrphanedLease is a cilium-l2announce-* lease that belongs to no Service
+// (loadbalancer_l2_lease_orphaned).
+type OrphanedLease struct {
+	Name, ResourceVersion string
+}
+
+// OrphanedLeases returns the L2 leases whose Service is gone, judged from
+// the Services' side: the lease name is built from each Service, never
+// parsed. Nil before Start.
+func (d *Discovery) OrphanedLeases() []OrphanedLease {
+	if !d.started.Load() {
+		return nil
+	}
+	v := d.snapshot(true)
+	owned := make(map[string]bool, len(v.services))
+	for _, s := range v.services {
+		owned[LeaseName(s.Namespace, s.Name)] = true
+	}
+	var out []OrphanedLease
+	for _, l := range v.leases {
+		if strings.HasPrefix(l.Name, l2LeasePrefix) && !owned[l.Name] {
+			out = append(out, OrphanedLease{Name: l.Name, ResourceVersion: l.ResourceVersion})
 		}
 	}
 	return out

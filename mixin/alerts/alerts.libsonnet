@@ -459,6 +459,21 @@ local promql = import '../lib/promql.libsonnet';
             'lbprobe {{ $labels.instance }} could not load its configuration.',
             'The last configuration reload of lbprobe {{ $labels.instance }} failed; it keeps running with the previous configuration. Its log names the key and line; lbprobe --config.check --config.file=FILE checks a file before you apply it.',
           ),
+          alert(
+            'LBProbeRemediationRepeating',
+            'lbProbeRemediationRepeating',
+            // The first action creates the series; each later one changes its value.
+            'changes(lbprobe_remediation_last_action_timestamp_seconds{%s}[%s]) >= %d' % [sel, c.remediationRepeatWindow, c.remediationRepeatActions - 1],
+            'lbprobe keeps acting on L2 lease {{ $labels.lease }}.',
+            'Lease remediation of lbprobe {{ $labels.instance }} acted on lease %s/{{ $labels.lease }} at least %d times in %s (in dry-run: would have): deleting it does not fix the cause, which is elsewhere (a holder that keeps losing its Cilium agent, a node that flaps, a policy). Run lbprobe diagnose on its Service and look at the Events on it (reason L2LeaseDeleted).' % [ns, c.remediationRepeatActions, c.remediationRepeatWindow],
+          ),
+          alert(
+            'LBProbeRemediationNotFixing',
+            'lbProbeRemediationNotFixing',
+            'increase(lbprobe_remediations_total{%s,action="verify",result="not_fixed"}[1h]) > 0' % sel,
+            'A lease that lbprobe deleted did not come back healthy.',
+            'After lbprobe {{ $labels.instance }} deleted an L2 lease, no Ready node took it over with an answering IP within --remediate.verify-within; lbprobe stopped acting on that lease until its Service is healthy (lbprobe_remediation_stopped names it; its Service has an Event L2LeaseRemediationNotFixing). Run lbprobe diagnose on that Service.',
+          ),
         ],
       },
     ],

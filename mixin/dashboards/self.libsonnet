@@ -88,6 +88,27 @@ local g = import '../lib/dashboard.libsonnet';
       + g.size(8, 8),
     ],
 
+    local remediation = [
+      g.row('Lease remediation'),
+      g.timeseries(
+        'Remediation actions',
+        [g.target('sum by (%s) (increase(lbprobe_remediations_total{%s}[$__rate_interval]))' % [k.by(['action', 'result']), m()], '{{action}} {{result}}')],
+        'What lease remediation did (--remediate.leases): deletes by verdict, dry-run counts, deletes refused by a guard rail (cooldown, budget, stopped, not_leader) or by the API (conflict: the lease changed after it was judged), and the checks after a delete (verify fixed, not_fixed).',
+      )
+      + g.min(0) + g.decimals(0)
+      + g.size(12, 8),
+      k.labelTable(
+        'Last action per lease',
+        k.instanceLabels + ['lease'],
+        [
+          g.column('Last action', 'max by (%s) (lbprobe_remediation_last_action_timestamp_seconds{%s}) * 1000' % [k.byInstance(['lease']), m()], { unit: 'dateTimeAsIso' }),
+          g.column('Actions in range', 'max by (%s) (changes(lbprobe_remediation_last_action_timestamp_seconds{%s}[$__range])) + 1' % [k.byInstance(['lease']), m()], { decimals: 0 }),
+        ],
+        description='Each lease remediation acted on (or, in dry-run, would have), when it last did, and how often in the time range. More than one per cooldown means the cause is elsewhere (LBProbeRemediationRepeating).',
+      )
+      + g.size(12, 8),
+    ],
+
     local process = [
       g.row('Process'),
       g.timeseries('Memory', [g.target('process_resident_memory_bytes{%s}' % m(), inst)], 'Resident memory of each instance.')
@@ -106,7 +127,7 @@ local g = import '../lib/dashboard.libsonnet';
       'Exporter',
       'lbprobe itself: scrapes and rounds, probes by result, Kubernetes sync, config reloads, versions and resources.',
       [g.queryVariable('instance', 'Instance', 'label_values(up{%s}, instance)' % k.m(), multi=true, includeAll=true, allValue='.*')],
-      status + scrapes + kubernetes + process,
+      status + scrapes + kubernetes + remediation + process,
     ),
   },
 }

@@ -19,9 +19,24 @@ type apiProxy struct {
 	backend netip.AddrPort
 	logf    func(string, ...any)
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	paused bool // an API outage: connections are closed at once
+	wg     sync.WaitGroup
+}
+
+// setPaused starts (true) or ends an outage: while paused, every
+// connection is closed as soon as it is accepted, and pausing closes those
+// open.
+func (p *apiProxy) setPaused(paused bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = paused
+	if paused {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
 }
 
 // startProxy listens on listen inside ns and forwards to backend, which must
@@ -51,12 +66,22 @@ func (p *apiProxy) accept() {
 			}
 			return
 		}
+		if p.isPaused() {
+			c.Close()
+			continue
+		}
 		if !p.track(c) {
 			c.Close()
 			return
 		}
 		p.wg.Go(func() { p.forward(c) })
 	}
+}
+
+func (p *apiProxy) isPaused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
 }
 
 // track records c for stop; false when the proxy is stopping.
@@ -66,6 +91,7 @@ func (p *apiProxy) track(c net.Conn) bool {
 	if p.conns == nil {
 		return false
 	}
+
 	p.conns[c] = struct{}{}
 	return true
 }

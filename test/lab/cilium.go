@@ -19,6 +19,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
 	"github.com/lbprobe/lbprobe/test/seed"
 )
@@ -35,6 +36,7 @@ type cilium struct {
 	client    kubernetes.Interface
 	namespace string
 	renewEach time.Duration
+	elect     bool // a renewing node takes a Service's missing lease
 	nodes     []*Node
 	logf      func(string, ...any)
 
@@ -47,7 +49,7 @@ type cilium struct {
 	wg     sync.WaitGroup
 }
 
-func startCilium(ctx context.Context, cfg *rest.Config, namespace string, renewEach time.Duration, nodes []*Node, logf func(string, ...any)) (*cilium, error) {
+func startCilium(ctx context.Context, cfg *rest.Config, namespace string, renewEach time.Duration, elect bool, nodes []*Node, logf func(string, ...any)) (*cilium, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "lbprobe-lab-cilium"
 	client, err := kubernetes.NewForConfig(cfg)
@@ -55,7 +57,7 @@ func startCilium(ctx context.Context, cfg *rest.Config, namespace string, renewE
 		return nil, err
 	}
 	c := &cilium{
-		client: client, namespace: namespace, renewEach: renewEach, nodes: nodes, logf: logf,
+		client: client, namespace: namespace, renewEach: renewEach, elect: elect, nodes: nodes, logf: logf,
 		kick: make(chan struct{}, 1), synced: make(chan chan struct{}),
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -231,7 +233,10 @@ func (c *cilium) pass(ctx context.Context, renew bool) {
 		// The lease name is built from the Service, never parsed:
 		// namespaces and names both contain hyphens.
 		lease, err := c.leases.Leases(c.namespace).Get(seed.LeaseName(svc.Namespace, svc.Name))
-		if err != nil || lease.Spec.HolderIdentity == nil || !valid(lease, now) {
+		if apierrors.IsNotFound(err) && c.elect {
+			lease, err = c.takeLease(ctx, svc, now)
+		}
+		if err != nil || lease == nil || lease.Spec.HolderIdentity == nil || !valid(lease, now) {
 			continue
 		}
 		holder := *lease.Spec.HolderIdentity
@@ -259,6 +264,42 @@ func (c *cilium) node(name string) *Node {
 		}
 	}
 	return nil
+}
+
+// takeLease creates a Service's lease held by the first renewing node, as
+// the agent that wins Cilium's election would; nil when no node renews.
+func (c *cilium) takeLease(ctx context.Context, svc *corev1.Service, now time.Time) (*coordinationv1.Lease, error) {
+	var holder *Node
+	for _, n := range c.nodes {
+		if n.renewing() {
+			holder = n
+			break
+		}
+	}
+	if holder == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	t := metav1.MicroTime{Time: now}
+	l := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: seed.LeaseName(svc.Namespace, svc.Name), Namespace: c.namespace},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity: &holder.Name, LeaseDurationSeconds: ptr.To[int32](15),
+			AcquireTime: &t, RenewTime: &t, LeaseTransitions: ptr.To[int32](0),
+		},
+	}
+	created, err := c.client.CoordinationV1().Leases(c.namespace).Create(ctx, l, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// Taken in an earlier pass that the cache has not seen yet.
+		return c.client.CoordinationV1().Leases(c.namespace).Get(ctx, l.Name, metav1.GetOptions{})
+	}
+	if err != nil {
+		c.logf("lab: cilium: elect %s for %s/%s: %v", holder.Name, svc.Namespace, svc.Name, err)
+		return nil, err
+	}
+	c.logf("lab: cilium: %s took the lease of %s/%s", holder.Name, svc.Namespace, svc.Name)
+	return created, nil
 }
 
 // renewLease writes a new renewTime. A conflict (the test rewrote the

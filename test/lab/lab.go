@@ -83,6 +83,10 @@ type Options struct {
 	// RenewInterval is how often a node renews the leases it holds; zero
 	// means 2s (Cilium's retry period).
 	RenewInterval time.Duration
+	// Elect: like Cilium's agents, a renewing node creates the lease of a
+	// load balancer Service that has none, and holds it. Off, only the
+	// tests write leases.
+	Elect bool
 }
 
 // Lab is a running reference LAN. Its methods are safe for concurrent use
@@ -176,7 +180,7 @@ func Start(t testing.TB, opts Options) *Lab {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if l.cilium, err = startCilium(ctx, l.restConfig, opts.CiliumNamespace, opts.RenewInterval, l.Nodes, t.Logf); err != nil {
+	if l.cilium, err = startCilium(ctx, l.restConfig, opts.CiliumNamespace, opts.RenewInterval, opts.Elect, l.Nodes, t.Logf); err != nil {
 		t.Fatalf("lab: Cilium stand-in: %v", err)
 	}
 	t.Logf("lab: started in %s (router %s, API server %s, nodes %v)", time.Since(begin).Round(time.Millisecond), l.Router.Name, APIServer, seed.NodeNames)
@@ -268,6 +272,12 @@ func (l *Lab) WriteKubeconfig(path string) error {
 // Sync waits until the Cilium stand-in has applied every change to the
 // Services and leases made before the call (ARP answers follow at once).
 func (l *Lab) Sync(ctx context.Context) error { return l.cilium.sync(ctx) }
+
+// SetAPIReachable ends (true) or starts (false) an outage of the API server
+// as the lab's hosts see it: the proxy at [APIServer] closes every
+// connection. The Cilium stand-in, which reaches the API server on
+// loopback, is not affected.
+func (l *Lab) SetAPIReachable(on bool) { l.proxy.setPaused(!on) }
 
 // stop ends the stand-in, the responders and the proxy; the namespaces go
 // with netlab's own cleanup.

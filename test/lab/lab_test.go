@@ -89,6 +89,12 @@ func macs(r probe.ARPResult) []string {
 // starts the lab over it; it skips without root.
 func seededLab(t *testing.T) (*seed.Cluster, *lab.Lab) {
 	t.Helper()
+	return seededLabWith(t, lab.Options{})
+}
+
+// seededLabWith is seededLab with opts (RESTConfig is set).
+func seededLabWith(t *testing.T, opts lab.Options) (*seed.Cluster, *lab.Lab) {
+	t.Helper()
 	needroot.Root(t, "the lab runs in network namespaces")
 	c := kubecluster.Get(t)
 	sc, err := seed.New(c.RESTConfig(), seed.Reference())
@@ -99,7 +105,8 @@ func seededLab(t *testing.T) (*seed.Cluster, *lab.Lab) {
 		t.Fatal(err)
 	}
 	begin := time.Now()
-	l := lab.Start(t, lab.Options{RESTConfig: c.RESTConfig()})
+	opts.RESTConfig = c.RESTConfig()
+	l := lab.Start(t, opts)
 	t.Logf("lab up in %s", time.Since(begin).Round(time.Millisecond))
 	return sc, l
 }

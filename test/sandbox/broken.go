@@ -24,7 +24,8 @@ import (
 //   - apps/shared-a and apps/shared-b, sharing one IP by a sharing key, each
 //     with its own L2 lease held by a different node: a split brain;
 //   - a second L2 policy whose node selector matches no node and whose
-//     interface regex Cilium cannot parse.
+//     interface regex Cilium cannot parse;
+//   - the lease of a Service apps/gone that no longer exists (an orphan).
 func breakMore(ctx context.Context, cl *seed.Cluster, addrs seed.Addresses) error {
 	// .84 to .86 of the stand-ins' /24, next to the Gateways' .80 and .81.
 	at := func(last byte) netip.Addr {
@@ -82,6 +83,12 @@ func breakMore(ctx context.Context, cl *seed.Cluster, addrs seed.Addresses) erro
 		if err := cl.Lease(ctx, seed.AppsNS, name, seed.NodeNames[i], now.Add(-time.Hour), now, 15, 1); err != nil {
 			return err
 		}
+	}
+
+	// A lease left behind by a Service that is gone: lease remediation (in
+	// dry-run) would delete it after its grace.
+	if err := cl.Lease(ctx, seed.AppsNS, "gone", seed.NodeNames[1], now.Add(-time.Hour), now.Add(-time.Hour), 15, 1); err != nil {
+		return err
 	}
 
 	dmz := map[string]any{"matchLabels": map[string]any{"node-role.example.com/dmz": "true"}}

@@ -218,6 +218,10 @@ kubernetes:
 		// node are matched against this host's own interfaces (the seed's
 		// ^enp.* matches none on a host whose NIC is eth0).
 		"--node.name=" + seed.NodeNames[0],
+		// Lease remediation in dry-run: it logs and counts what it would do
+		// (the orphaned lease of apps/gone, after 5s), and deletes nothing.
+		"--remediate.leases=dry-run", "--remediate.orphan-grace=5s",
+		"--remediate.leader-election.namespace=" + seed.CiliumNamespace,
 	}, extraArgs...)
 	s.logf("running %s %v", bin, args)
 	s.logf("why a target fails, as from a LAN host: %s diagnose %s network/k8s-gateway (or apps/pending, apps/pinned, apps/legacy, apps/shared-a; none: every failing target)", bin, strings.Join(s.DiagnoseFlags(), " "))

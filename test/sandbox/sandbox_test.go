@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/lbprobe/lbprobe/collector/diagnosis"
 	"github.com/lbprobe/lbprobe/test/lbprobebin"
 	"github.com/lbprobe/lbprobe/test/poll"
@@ -221,6 +223,24 @@ func TestBrokenOnPurpose(t *testing.T) {
 	}
 
 	t.Run("diagnose", func(t *testing.T) { testDiagnose(t, s) })
+	t.Run("remediation dry-run", func(t *testing.T) {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("lbprobe's log:\n%s", s.Logs())
+			}
+		})
+		// The orphaned lease of apps/gone, after its 5s grace: counted, not deleted.
+		waitForLine(t, s, `lbprobe_remediations_total{action="delete_orphaned_lease",result="dry_run"} 1`)
+		if _, err := s.Seed.Core.CoordinationV1().Leases(seed.CiliumNamespace).Get(t.Context(), seed.LeaseName(seed.AppsNS, "gone"), metav1.GetOptions{}); err != nil {
+			t.Errorf("dry-run deleted the orphaned lease: %v", err)
+		}
+		page := get(t, s.URL+"/")
+		for _, want := range []string{"Lease remediation (dry-run)", "This lbprobe leads", "<code>" + seed.LeaseName(seed.AppsNS, "gone") + "</code>", "delete_orphaned_lease", "dry_run"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("the landing page lacks %q", want)
+			}
+		}
+	})
 	t.Run("diagnosis series", func(t *testing.T) { testDiagnosisSeries(t, s) })
 }
 

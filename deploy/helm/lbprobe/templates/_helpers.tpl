@@ -144,9 +144,23 @@ lbprobe's command-line flags, a YAML list.
 {{- else if eq $route "false" }}
 - --no-probe.route.check
 {{- end }}
+{{- if include "lbprobe.remediation" . }}
+- {{ printf "--remediate.leases=%s" .Values.remediation.mode | quote }}
+{{- end }}
 {{- with .Values.extraArgs }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+Whether lease remediation is on or in dry-run ("true"); it needs Kubernetes discovery.
+*/}}
+{{- define "lbprobe.remediation" -}}
+{{- $mode := .Values.remediation.mode | toString }}
+{{- if not (has $mode (list "off" "dry-run" "on")) }}
+{{- fail (printf "remediation.mode: %q is not off, dry-run or on" $mode) }}
+{{- end }}
+{{- if and (ne $mode "off") (include "lbprobe.kubeEnabled" .) }}true{{ end }}
 {{- end }}
 
 {{/*

@@ -44,7 +44,8 @@ spec:
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       args:
         {{- include "lbprobe.args" . | nindent 8 }}
-      {{- if or $daemonset .Values.extraEnv }}
+      {{- $remediation := include "lbprobe.remediation" . }}
+      {{- if or $daemonset .Values.extraEnv $remediation }}
       env:
         {{- if $daemonset }}
         # --node.name: the ARP probes of the VIPs this node holds are skipped.
@@ -52,6 +53,13 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: spec.nodeName
+        {{- end }}
+        {{- if $remediation }}
+        # Lease remediation's leader Lease lives in the pod's namespace.
+        - name: POD_NAMESPACE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.namespace
         {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}

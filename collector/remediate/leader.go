@@ -1,0 +1,65 @@
+package remediate
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// LeaderLeaseName is the coordination Lease the lbprobe instances elect
+// the one that acts with.
+const LeaderLeaseName = "lbprobe-remediation"
+
+// Leader-election timing (client-go's usual 15s/10s/2s).
+var (
+	leaseDuration = 15 * time.Second
+	renewDeadline = 10 * time.Second
+	retryPeriod   = 2 * time.Second
+)
+
+// Elect runs leader election on the Lease LeaderLeaseName in namespace
+// under identity until ctx ends: r acts only while this instance leads.
+// It returns at once; r does not lead until elected.
+func Elect(ctx context.Context, r *Remediator, client kubernetes.Interface, namespace, identity string, logger *slog.Logger) {
+	r.SetLeading(false)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: LeaderLeaseName, Namespace: namespace},
+		Client:     client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+	}
+	cfg := leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   leaseDuration,
+		RenewDeadline:   renewDeadline,
+		RetryPeriod:     retryPeriod,
+		ReleaseOnCancel: true,
+		Name:            LeaderLeaseName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(context.Context) {
+				logger.Info("remediation: elected; this lbprobe acts", "lease", namespace+"/"+LeaderLeaseName, "identity", identity)
+				r.SetLeading(true)
+			},
+			OnStoppedLeading: func() {
+				logger.Info("remediation: not the leader; this lbprobe only observes", "identity", identity)
+				r.SetLeading(false)
+			},
+			OnNewLeader: func(id string) {
+				if id != identity {
+					logger.Info("remediation: another lbprobe leads", "leader", id)
+				}
+			},
+		},
+	}
+	go func() {
+		// RunOrDie returns when leadership is lost: stand again.
+		for ctx.Err() == nil {
+			leaderelection.RunOrDie(ctx, cfg)
+			r.SetLeading(false)
+		}
+	}()
+}
