@@ -3,6 +3,7 @@ package collector
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -285,6 +286,9 @@ func (r *round) run(p Probers, sem chan struct{}) {
 				case <-ctx.Done():
 					return
 				}
+				r.mu.Lock()
+				r.outcomes[i].started = true
+				r.mu.Unlock()
 				o := r.runJob(ctx, p, r.jobs[i])
 				<-sem
 				r.mu.Lock()
@@ -350,19 +354,30 @@ func (r *round) runJob(ctx context.Context, p Probers, j job) outcome {
 	return o
 }
 
-// snapshot copies the outcomes; jobs not finished by now are reported as
-// timeouts that lasted from the start of the round until now.
+// errNotStarted is the error of a probe that never got a slot.
+var errNotStarted = errors.New("not started: every probe slot (--probe.concurrency) was busy until the round's deadline")
+
+// snapshot copies the outcomes; jobs running but not finished by now are
+// reported as timeouts that lasted from the start of the round until now,
+// jobs that never got a slot as not_started.
 func (r *round) snapshot(now time.Time) *RoundResult {
 	r.mu.Lock()
 	outcomes := make([]outcome, len(r.outcomes))
 	copy(outcomes, r.outcomes)
 	r.mu.Unlock()
 	for i := range outcomes {
-		if !outcomes[i].done {
-			outcomes[i] = outcome{res: probe.Result{
+		switch {
+		case outcomes[i].done:
+		case outcomes[i].started:
+			outcomes[i] = outcome{started: true, res: probe.Result{
 				Duration: now.Sub(r.started),
 				Reason:   probe.ReasonTimeout,
 				Err:      context.DeadlineExceeded,
+			}}
+		default:
+			outcomes[i] = outcome{res: probe.Result{
+				Reason: probe.ReasonNotStarted,
+				Err:    errNotStarted,
 			}}
 		}
 	}

@@ -157,6 +157,8 @@ func TestEngineCoalescesScrapes(t *testing.T) {
 	}
 }
 
+// At the deadline, the probes that ran time out and those that never got a
+// slot are not_started: an overloaded prober is not a dead target.
 func TestEngineDeadlineReportsTimeouts(t *testing.T) {
 	p := newGateProber() // the gate never opens
 	targets := lbTargets(5)
@@ -167,8 +169,14 @@ func TestEngineDeadlineReportsTimeouts(t *testing.T) {
 		t.Fatalf("Probe returned after %v, want about 200ms", elapsed)
 	}
 	counts := r.ProbeCounts()
-	if got := counts[[2]string{"tcp", "timeout"}]; got != 5 {
-		t.Errorf("timeouts = %d, want 5 (counts %v)", got, counts)
+	if got := counts[[2]string{"tcp", "timeout"}]; got != 2 {
+		t.Errorf("timeouts = %d, want 2, the probes that had a slot (counts %v)", got, counts)
+	}
+	if got := counts[[2]string{"tcp", "not_started"}]; got != 3 {
+		t.Errorf("not_started = %d, want 3 (counts %v)", got, counts)
+	}
+	if got := r.NotStarted(); got != 3 {
+		t.Errorf("NotStarted() = %d, want 3", got)
 	}
 	for _, lb := range r.LoadBalancers() {
 		if lb.IPs[0].Reachable {

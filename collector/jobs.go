@@ -69,13 +69,14 @@ func (j job) logAttrs() []any {
 // outcome is the result of one job. done is false for a job that had not
 // finished when the round was read.
 type outcome struct {
-	done  bool
-	res   probe.Result
-	icmp  *probe.ICMPResult
-	dns   *probe.DNSResult
-	tls   *probe.TLSResult
-	arp   *probe.ARPResult
-	route *probe.RouteResult
+	done    bool
+	started bool // a slot was taken: the probe ran, even if it did not finish
+	res     probe.Result
+	icmp    *probe.ICMPResult
+	dns     *probe.DNSResult
+	tls     *probe.TLSResult
+	arp     *probe.ARPResult
+	route   *probe.RouteResult
 }
 
 // buildJobs flattens targets into probe jobs, in a stable order: arpIfaces

@@ -52,7 +52,7 @@ var (
 	descPortDuration = newGaugeDesc("loadbalancer_probe_duration_seconds",
 		"How long the probe of the port took, failed or not.", lbPortLabels)
 	descPortFailure = newGaugeDesc("loadbalancer_probe_failure_info",
-		"1 for a port whose probe failed, with the reason (refused, timeout, unreachable, permission_denied, error).", withLabel(lbPortLabels, "reason"))
+		"1 for a port whose probe failed, with the reason (refused, timeout, unreachable, permission_denied, error, not_started: the probe never ran, lbprobe was overloaded).", withLabel(lbPortLabels, "reason"))
 	descICMPReachable = newGaugeDesc("loadbalancer_icmp_reachable",
 		"1 when the IP answered an ICMP echo in this scrape, else 0 (only for targets with icmp enabled).", lbIPLabels)
 	descICMPRTT = newGaugeDesc("loadbalancer_icmp_rtt_seconds",
@@ -63,7 +63,7 @@ var (
 	descDNSCorrect = newGaugeDesc("gateway_dns_answer_correct",
 		"1 when the server's answer for the hostname is exactly the expected address set, else 0.", dnsLabels)
 	descDNSResult = newGaugeDesc("gateway_dns_answer_result",
-		"1 for the classified result of the lookup: correct, wrong_address, missing_address, extra_address, nxdomain, servfail, refused, timeout, error, route_not_accepted (the answer sends clients to a Gateway that did not accept the route).", withLabel(dnsLabels, "result"))
+		"1 for the classified result of the lookup: correct, wrong_address, missing_address, extra_address, nxdomain, servfail, refused, timeout, error, route_not_accepted (the answer sends clients to a Gateway that did not accept the route), not_started (the lookup never ran: lbprobe was overloaded).", withLabel(dnsLabels, "result"))
 	descDNSDuration = newGaugeDesc("gateway_dns_lookup_duration_seconds",
 		"How long the A and AAAA lookups of the hostname took on the server.", dnsLabels)
 	descDNSAnswer = newGaugeDesc("gateway_dns_answer_info",

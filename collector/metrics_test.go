@@ -158,7 +158,7 @@ gateway_dns_answer_correct{hostname="int.sbbh.cloud",name="internal-app",namespa
 # TYPE gateway_dns_answer_info gauge
 gateway_dns_answer_info{answer="10.11.80.80",expected="10.11.80.80",hostname="app.sbbh.cloud",name="",namespace="",server="10.11.80.82:53",source="static"} 1
 gateway_dns_answer_info{answer="10.11.80.80",expected="10.11.80.81",hostname="int.sbbh.cloud",name="internal-app",namespace="apps",server="10.11.80.82:53",source="httproute"} 1
-# HELP gateway_dns_answer_result 1 for the classified result of the lookup: correct, wrong_address, missing_address, extra_address, nxdomain, servfail, refused, timeout, error, route_not_accepted (the answer sends clients to a Gateway that did not accept the route).
+# HELP gateway_dns_answer_result 1 for the classified result of the lookup: correct, wrong_address, missing_address, extra_address, nxdomain, servfail, refused, timeout, error, route_not_accepted (the answer sends clients to a Gateway that did not accept the route), not_started (the lookup never ran: lbprobe was overloaded).
 # TYPE gateway_dns_answer_result gauge
 gateway_dns_answer_result{hostname="app.sbbh.cloud",name="",namespace="",result="correct",server="10.11.80.82:53",source="static"} 1
 gateway_dns_answer_result{hostname="int.sbbh.cloud",name="internal-app",namespace="apps",result="wrong_address",server="10.11.80.82:53",source="httproute"} 1
@@ -216,7 +216,7 @@ loadbalancer_port_reachable{ip="10.11.80.80",namespace="kube-system",port="443",
 loadbalancer_port_reachable{ip="10.11.80.80",namespace="kube-system",port="80",protocol="TCP",service="cilium-gateway-external"} 0
 loadbalancer_port_reachable{ip="10.11.80.81",namespace="kube-system",port="443",protocol="TCP",service="internal"} 0
 loadbalancer_port_reachable{ip="10.11.80.81",namespace="kube-system",port="53",protocol="UDP",service="internal"} 0
-# HELP loadbalancer_probe_failure_info 1 for a port whose probe failed, with the reason (refused, timeout, unreachable, permission_denied, error).
+# HELP loadbalancer_probe_failure_info 1 for a port whose probe failed, with the reason (refused, timeout, unreachable, permission_denied, error, not_started: the probe never ran, lbprobe was overloaded).
 # TYPE loadbalancer_probe_failure_info gauge
 loadbalancer_probe_failure_info{ip="10.11.80.80",namespace="kube-system",port="80",protocol="TCP",reason="refused",service="cilium-gateway-external"} 1
 loadbalancer_probe_failure_info{ip="10.11.80.81",namespace="kube-system",port="443",protocol="TCP",reason="timeout",service="internal"} 1

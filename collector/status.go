@@ -188,6 +188,9 @@ func (r *RoundResult) Hostnames() []HostnameStatus {
 		switch j.kind {
 		case kindDNS:
 			dr := probe.DNSResult{Result: o.res, Verdict: probe.DNSTimeout} // a job cut off by the deadline
+			if o.res.Reason == probe.ReasonNotStarted {
+				dr.Verdict = probe.DNSNotStarted
+			}
 			if o.dns != nil {
 				dr = *o.dns
 			}
@@ -255,6 +258,18 @@ func (r *RoundResult) GatewayListeners() []GatewayListenerStatus {
 		}
 	}
 	return out
+}
+
+// NotStarted returns how many probes of the round never got a slot before
+// its deadline.
+func (r *RoundResult) NotStarted() int {
+	n := 0
+	for _, o := range r.Outcomes {
+		if o.res.Reason == probe.ReasonNotStarted {
+			n++
+		}
+	}
+	return n
 }
 
 // ProbeCounts returns how many probes of each kind ended with each result

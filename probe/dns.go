@@ -29,6 +29,9 @@ const (
 	DNSRefused        DNSVerdict = "refused"         // rcode REFUSED
 	DNSTimeout        DNSVerdict = "timeout"         // no reply before ctx's deadline
 	DNSError          DNSVerdict = "error"           // any other rcode, a transport error, a broken answer
+	// DNSNotStarted: the lookup never ran (no probe slot before the round's
+	// deadline; see ReasonNotStarted).
+	DNSNotStarted DNSVerdict = "not_started"
 )
 
 // reason maps a verdict to the Result's Reason.

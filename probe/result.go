@@ -33,6 +33,10 @@ const (
 	ReasonWrongRoute    Reason = "wrong_route"    // the route to the IP does not use the expected interface
 	ReasonHolderIsSelf  Reason = "holder_is_self" // not probed: this host holds the VIP and cannot ARP it
 	ReasonNotApplicable Reason = "not_applicable" // the probe does not apply to the target (ARP of an IPv6 address)
+	// ReasonNotStarted: the round's deadline came before a slot of
+	// --probe.concurrency was free; the target was not probed at all (an
+	// overloaded prober, not a dead target).
+	ReasonNotStarted Reason = "not_started"
 
 	// DNS verdicts that are failures (see DNSVerdict).
 	ReasonNXDomain       Reason = "nxdomain"

@@ -65,6 +65,8 @@ type landingData struct {
 	Hostnames     []hostnameRow
 	Findings      []kube.Finding
 	Failing       int
+	// NotStarted: probes of the round that never got a slot.
+	NotStarted int
 	// Remediation is the --remediate.leases mode, empty when off; Actions
 	// what it did, newest first.
 	Remediation string
@@ -89,6 +91,7 @@ func (s *server) handleLanding(w http.ResponseWriter, r *http.Request) {
 		RoundDuration: round.Duration.Round(time.Millisecond).String(),
 		Kubernetes:    s.kube != nil,
 		Gateways:      overview.Listeners,
+		NotStarted:    round.NotStarted(),
 	}
 	verdicts := map[string]diagnosis.Diagnosis{}
 	for _, d := range s.diagnoses(round) {

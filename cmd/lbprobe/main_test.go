@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -239,6 +240,50 @@ static:
 	code, body = p.get(t, "/metrics", "soon")
 	if code != http.StatusBadRequest || !strings.Contains(body, scrapeTimeoutHeader) {
 		t.Errorf("bad header: %d %q", code, body)
+	}
+}
+
+// With one probe slot and three probes that hang, one times out and two
+// never start: reported as not_started, and the landing page says so.
+func TestEndToEndNotStarted(t *testing.T) {
+	peers := startPeers(t)
+	cfg := writeConfig(t, t.TempDir(), "lbprobe.yml", fmt.Sprintf(`
+probe: {timeout: 30s}
+dns: {servers: ["%s"]}
+static:
+  hostnames:
+    - {hostname: a.example.test, expect: [127.0.0.2]}
+    - {hostname: b.example.test, expect: [127.0.0.2]}
+    - {hostname: c.example.test, expect: [127.0.0.2]}
+`, peers.silent))
+	p := start(t, "--config.file="+cfg, "--probe.concurrency=1", "--probe.default-scrape-timeout=1500ms")
+	code, body := p.get(t, "/metrics", "1.5")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", code)
+	}
+	for _, h := range []string{"a", "b", "c"} {
+		result := "not_started"
+		if h == "a" {
+			result = "timeout" // the one that had the slot
+		}
+		want := fmt.Sprintf(`gateway_dns_answer_result{hostname="%s.example.test",name="",namespace="",result="%s"`, h, result)
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s in:\n%s", want, grepLines(body, "gateway_dns_answer_result"))
+		}
+	}
+	// The counters count the rounds that finished: the first one, by now.
+	_, body = p.get(t, "/metrics", "1.5")
+	counted := regexp.MustCompile(`lbprobe_probes_total\{kind="dns",result="(timeout|not_started)"\} (\d+)`).FindAllStringSubmatch(body, -1)
+	got := map[string]int{}
+	for _, m := range counted {
+		got[m[1]], _ = strconv.Atoi(m[2])
+	}
+	if got["timeout"] < 1 || got["not_started"] != 2*got["timeout"] {
+		t.Errorf("lbprobe_probes_total for dns: %v, want timeouts and twice as many not_started:\n%s", got, grepLines(body, "lbprobe_probes_total"))
+	}
+	code, page := p.get(t, "/", "")
+	if code != http.StatusOK || !strings.Contains(page, "2 probes did not start</strong>") {
+		t.Errorf("landing page (%d) lacks the not-started notice:\n%s", code, page)
 	}
 }
 

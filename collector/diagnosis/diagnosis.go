@@ -13,6 +13,7 @@ import (
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/kube"
+	"github.com/lbprobe/lbprobe/probe"
 )
 
 // State is the outcome of one step.
@@ -135,6 +136,10 @@ type Mode struct {
 
 // notObservedL2 is the evidence of an L2 step this run mode cannot see.
 const notObservedL2 = "not observed: ARP probes are off here (--probe.arp.interface). In the cluster, Cilium's socket-level load balancing answers a connect to the IP in the kernel, so TCP passing says nothing of L2; the l2-daemonset or lan-host deployment sees it"
+
+// notStarted is the evidence of a probe that never ran: this lbprobe was
+// overloaded, which says nothing of the target.
+const notStarted = "not probed: every probe slot was busy until the round's deadline (raise --probe.concurrency or the scrape timeout)"
 
 func ok(name, evidence string) Step      { return Step{Name: name, State: OK, Evidence: evidence} }
 func unknown(name, evidence string) Step { return Step{Name: name, State: Unknown, Evidence: evidence} }
@@ -288,8 +293,15 @@ func arpStep(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPStatus,
 	}
 	var seen []string
 	for _, a := range ip.ARP {
-		if a.Result.Reason == "holder_is_self" {
+		switch a.Result.Reason {
+		case probe.ReasonHolderIsSelf:
 			return unknown(StepARP, "this node holds the IP and cannot ARP its own VIP")
+		case probe.ReasonNotStarted:
+			return unknown(StepARP, notStarted)
+		}
+		if len(a.MACs) == 0 && a.Result.Reason != probe.ReasonTimeout {
+			// Only requests that went out unanswered are evidence of silence.
+			return unknown(StepARP, fmt.Sprintf("the ARP probe on %s failed: %s (%v)", a.Interface, a.Result.Reason, a.Result.Err))
 		}
 		nodes := slices.Clone(a.Nodes)
 		for i, n := range nodes {
@@ -330,6 +342,9 @@ func routeStep(ip *collector.IPStatus) Step {
 	if r == nil {
 		return unknown(StepRoute, "route check off (--probe.route.check)")
 	}
+	if r.Result.Reason == probe.ReasonNotStarted {
+		return unknown(StepRoute, notStarted)
+	}
 	if r.Result.Success {
 		return ok(StepRoute, "via "+r.Interface)
 	}
@@ -357,16 +372,22 @@ func portsStep(svc string, ip *collector.IPStatus) Step {
 	if !ip.Probed {
 		return unknown(StepPorts, "no port probed")
 	}
-	var bad, good []string
+	var bad, good, unprobed []string
 	for _, p := range ip.Ports {
 		name := fmt.Sprintf("%d/%s", p.Port, p.Protocol)
-		if p.Result.Success {
+		switch {
+		case p.Result.Success:
 			good = append(good, name)
-		} else {
+		case p.Result.Reason == probe.ReasonNotStarted:
+			unprobed = append(unprobed, name)
+		default:
 			bad = append(bad, name+" "+string(p.Result.Reason))
 		}
 	}
-	if len(bad) > 0 || !ip.Reachable {
+	if len(bad) == 0 && len(unprobed) > 0 {
+		return unknown(StepPorts, strings.Join(unprobed, ", ")+": "+notStarted)
+	}
+	if len(bad) > 0 || (!ip.Reachable && len(unprobed) == 0) {
 		return failed(StepPorts, strings.Join(bad, ", "), CausePortRefused,
 			fmt.Sprintf("%s of %s (%s) do not answer: refused means nothing listens behind it (targetPort, the Gateway listener); timeout means something drops it (a NetworkPolicy, a firewall)", strings.Join(bad, ", "), ip.IP, svc))
 	}
@@ -463,6 +484,9 @@ func dnsStep(h collector.HostnameStatus, object string) Step {
 	var good []string
 	for _, s := range h.DNS {
 		r := s.Result
+		if r.Reason == probe.ReasonNotStarted {
+			return unknown(StepDNS, s.Server+": "+notStarted)
+		}
 		evidence := fmt.Sprintf("%s answered %s (%s), expected %s", s.Server, joinAddrs(r.Addresses), r.Verdict, expected)
 		switch r.Verdict {
 		case "correct":
@@ -488,6 +512,9 @@ func tlsStep(h collector.HostnameStatus) Step {
 	var good []string
 	for _, t := range h.TLS {
 		where := fmt.Sprintf("%s:%d", t.IP, t.Port)
+		if t.Result.Reason == probe.ReasonNotStarted {
+			return unknown(StepTLS, where+": "+notStarted)
+		}
 		if !t.Result.Success {
 			reason := string(t.Result.Reason)
 			if t.Result.VerifyReason != "" {

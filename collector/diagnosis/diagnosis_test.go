@@ -156,6 +156,7 @@ func TestLoadBalancerCauses(t *testing.T) {
 			name: "nobody answers ARP",
 			mutate: func(s *kube.ServiceState, ip *collector.IPStatus) {
 				ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = nil, nil, ptr(false)
+				ip.ARP[0].Result = probe.Result{Reason: probe.ReasonTimeout}
 			},
 			cause: CauseHolderSilent,
 			fix:   []string{"nobody answers ARP for 10.11.80.81 on eth0", "k8s-opti-02"},
@@ -240,6 +241,46 @@ func TestLoadBalancerCauses(t *testing.T) {
 				mode = arpMode
 			}
 			checkVerdict(t, LoadBalancer(lb, st, ip, mode), tt.cause, tt.fix)
+		})
+	}
+}
+
+// A probe that did not run (no slot before the deadline, no permission)
+// is no evidence: its step is unknown, never failed.
+func TestNotProbedIsUnknown(t *testing.T) {
+	lb := collector.LoadBalancer{Namespace: "gateway", Service: "cilium-gateway-internal"}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*collector.IPStatus)
+		step   string
+	}{
+		{"ARP not started", func(ip *collector.IPStatus) {
+			ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = nil, nil, nil
+			ip.ARP[0].Result = probe.Result{Reason: probe.ReasonNotStarted}
+		}, StepARP},
+		{"ARP without CAP_NET_RAW", func(ip *collector.IPStatus) {
+			ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = nil, nil, nil
+			ip.ARP[0].Result = probe.Result{Reason: probe.ReasonPermission}
+		}, StepARP},
+		{"port not started", func(ip *collector.IPStatus) {
+			ip.Ports[0].Result, ip.Reachable = probe.Result{Reason: probe.ReasonNotStarted}, false
+		}, StepPorts},
+		{"route not started", func(ip *collector.IPStatus) {
+			ip.Route.Result = probe.Result{Reason: probe.ReasonNotStarted}
+		}, StepRoute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ip := healthyIP()
+			tt.mutate(ip)
+			d := LoadBalancer(lb, healthyService(), ip, arpMode)
+			if d.Cause != CauseOK {
+				t.Fatalf("cause %s, want ok; chain:\n%s", d.Cause, text(t, d))
+			}
+			for _, s := range d.Steps {
+				if s.Name == tt.step && s.State != Unknown {
+					t.Errorf("step %s is %s, want unknown", s.Name, s.State)
+				}
+			}
 		})
 	}
 }

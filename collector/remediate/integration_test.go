@@ -60,6 +60,15 @@ func staleInput(svc string, lease *coordinationv1.Lease) remediate.Input {
 	return remediate.Input{Synced: true, Services: []kube.ServiceState{st}, Diagnoses: []diagnosis.Diagnosis{d}}
 }
 
+// eventRecorder records Events to the API server as lbprobe does.
+func eventRecorder(t *testing.T, c kubernetes.Interface) record.EventRecorder {
+	t.Helper()
+	broadcaster := record.NewBroadcaster(record.WithContext(t.Context()))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.CoreV1().Events("")})
+	t.Cleanup(broadcaster.Shutdown)
+	return broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "lbprobe"})
+}
+
 func createLease(t *testing.T, c kubernetes.Interface, name string) *coordinationv1.Lease {
 	t.Helper()
 	renewed := metav1.NewMicroTime(time.Now().Add(-10 * time.Minute))
@@ -83,10 +92,7 @@ func TestIntegrationConditionalDelete(t *testing.T) {
 	name := kube.LeaseName("apps", "judged")
 	judged := createLease(t, c, name)
 
-	broadcaster := record.NewBroadcaster(record.WithContext(t.Context()))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.CoreV1().Events("")})
-	t.Cleanup(broadcaster.Shutdown)
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "lbprobe"})
+	recorder := eventRecorder(t, c)
 	now := time.Now()
 	r := remediate.New(remediate.Config{Mode: remediate.On, Rounds: 1, After: time.Minute, Now: func() time.Time { return now }}, c, recorder, logger())
 
@@ -182,6 +188,42 @@ func TestIntegrationOneLeader(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An orphaned lease is deleted for real after its grace, with an Event on
+// the lease.
+func TestIntegrationOrphan(t *testing.T) {
+	c := client(t)
+	name := kube.LeaseName("apps", "gone")
+	l := createLease(t, c, name)
+	recorder := eventRecorder(t, c)
+	now := time.Now()
+	r := remediate.New(remediate.Config{Mode: remediate.On, OrphanGrace: 10 * time.Minute, Now: func() time.Time { return now }}, c, recorder, logger())
+	in := remediate.Input{Synced: true, Orphans: []kube.OrphanedLease{{Name: name, ResourceVersion: l.ResourceVersion}}}
+	for range 10 {
+		r.Observe(t.Context(), in)
+		now = now.Add(time.Minute)
+	}
+	if _, err := c.CoordinationV1().Leases("kube-system").Get(t.Context(), name, metav1.GetOptions{}); err != nil {
+		t.Fatalf("the orphan is gone within its grace: %v", err)
+	}
+	r.Observe(t.Context(), in)
+	if _, err := c.CoordinationV1().Leases("kube-system").Get(t.Context(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the orphan is still there after its grace (%v); history %+v", err, r.History())
+	}
+	err := poll.Until(t.Context(), 10*time.Second, 100*time.Millisecond, func() error {
+		events, err := c.CoreV1().Events("kube-system").List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.kind=Lease,involvedObject.name=" + name + ",reason=L2LeaseDeleted"})
+		if err != nil {
+			return err
+		}
+		if len(events.Items) == 0 {
+			return fmt.Errorf("no L2LeaseDeleted Event on lease %s", name)
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

@@ -137,7 +137,7 @@ func TestNeverActs(t *testing.T) {
 	notSynced := staleLease().input(false)
 	notSynced.Synced = false
 	silent := healthyLease()
-	silent.ip.ARP = []collector.ARPStatus{{ARPResult: probe.ARPResult{Interface: "eth0"}, HolderMatch: ptr(false)}}
+	silent.ip.ARP = []collector.ARPStatus{{ARPResult: probe.ARPResult{Interface: "eth0", Result: probe.Result{Reason: probe.ReasonTimeout}}, HolderMatch: ptr(false)}}
 	notReadyAlone := healthyLease()
 	notReadyAlone.st.Lease.HolderReady, notReadyAlone.st.PolicyReadyNodes = false, 0
 	justExpired := staleLease()
@@ -282,7 +282,7 @@ func TestHolderCauses(t *testing.T) {
 	notReady := healthyLease()
 	notReady.st.Lease.HolderReady, notReady.st.PolicyReadyNodes = false, 2
 	silent := healthyLease()
-	silent.ip.ARP = []collector.ARPStatus{{ARPResult: probe.ARPResult{Interface: "eth0"}, HolderMatch: ptr(false)}}
+	silent.ip.ARP = []collector.ARPStatus{{ARPResult: probe.ARPResult{Interface: "eth0", Result: probe.Result{Reason: probe.ReasonTimeout}}, HolderMatch: ptr(false)}}
 	for _, tt := range []struct {
 		name   string
 		in     Input
