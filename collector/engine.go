@@ -58,6 +58,17 @@ type Options struct {
 // defaultProbeTimeout applies when Options.ProbeTimeout is 0.
 const defaultProbeTimeout = 5 * time.Second
 
+// AutoConcurrency is the probe bound --probe.concurrency=0 picks from the
+// open-file limit: half of what the limit leaves after the HTTP
+// connections (reserved), so that each probe may hold two sockets (a DNS
+// check's A and AAAA), between 128 and 4096. A probe that waits on a target
+// that does not answer holds its slot until its timeout: the bound, not
+// the CPU, is what makes a round of many such targets slow.
+func AutoConcurrency(openFileLimit uint64, reserved int) int {
+	free := int(min(openFileLimit, 1<<20)) - reserved - 64
+	return min(max(free/2, 128), 4096)
+}
+
 // DefaultDebugConcurrency is the bound of debug probes when
 // Config.DebugConcurrency is 0.
 const DefaultDebugConcurrency = 8

@@ -2,8 +2,13 @@ package collector
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,4 +66,137 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRoundBlackholed is issue 15's measurement: one round of 10,000
+// TCP targets on loopback, 10 % of them black-holed (a full accept queue:
+// SYNs dropped), a 3 s probe timeout, a 10 s scrape, with the old default
+// concurrency (128) and with --probe.concurrency=0's. It reports the round's wall time against the probe timeout
+// (goal: at most 1.1), the probes that never started, the CPU per probe
+// against a bare connect+close loop measured in the same run (goal: at
+// most 1.5), peak RSS and the goroutines left after the round.
+func BenchmarkRoundBlackholed(b *testing.B) {
+	const (
+		n          = 10000
+		blackholed = n / 10
+	)
+	// The listeners, created 64 at a time (filling a black hole's queue
+	// waits for one connect to time out).
+	addrs := make([]netip.AddrPort, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 64)
+	for i := range n {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			ip := fmt.Sprintf("127.2.%d.%d", i/250, i%250+1)
+			if i%(n/blackholed) == 0 {
+				addrs[i], errs[i] = targets.BlackholedTCP(b.Context(), ip)
+			} else {
+				addrs[i], errs[i] = targets.TCP(b.Context(), ip+":0")
+			}
+		})
+	}
+	wg.Wait()
+	t := Targets{}
+	var live []netip.AddrPort
+	for i, ap := range addrs {
+		if errs[i] != nil {
+			b.Fatal(errs[i])
+		}
+		if i%(n/blackholed) != 0 {
+			live = append(live, ap)
+		}
+		t.LoadBalancers = append(t.LoadBalancers, LoadBalancer{
+			Namespace: "bench", Service: fmt.Sprintf("svc-%d", i),
+			IPs:   []netip.Addr{ap.Addr()},
+			Ports: []Port{{Port: ap.Port(), Protocol: "TCP", Probe: ProbeTCP}},
+		})
+	}
+	floor := dialFloor(b, live[:2000])
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	auto := AutoConcurrency(lim.Cur, 1024)
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"concurrency=128", 128}, {fmt.Sprintf("concurrency=auto(%d)", auto), auto}} {
+		b.Run(c.name, func(b *testing.B) { roundBlackholed(b, t, c.n, floor) })
+	}
+}
+
+func roundBlackholed(b *testing.B, t Targets, concurrency int, floor float64) {
+	const (
+		blackholedShare = 0.1
+		probeTimeout    = 3 * time.Second
+		scrape          = 10 * time.Second
+	)
+	n := len(t.LoadBalancers)
+	baseline := runtime.NumGoroutine()
+	e := NewEngine(Config{Concurrency: concurrency, Options: Options{ProbeTimeout: probeTimeout}}, SourceFunc(func() Targets { return t }))
+	var wall, cpu time.Duration
+	var started, notStarted, rounds int
+	b.ResetTimer()
+	for b.Loop() {
+		before, begin := cpuTime(b), time.Now()
+		r := e.Probe(b.Context(), scrape)
+		wall += time.Since(begin)
+		cpu += cpuTime(b) - before
+		ns := r.NotStarted()
+		notStarted += ns
+		started += len(r.Jobs) - ns
+		rounds++
+	}
+	b.StopTimer()
+	time.Sleep(probeTimeout) // the probes cut off by the deadline end
+	perProbe := float64(cpu.Microseconds()) / float64(max(started, 1))
+	b.ReportMetric(float64(n), "targets")
+	b.ReportMetric(blackholedShare, "blackholed")
+	b.ReportMetric(wall.Seconds()/float64(rounds), "wall-s/round")
+	b.ReportMetric(wall.Seconds()/float64(rounds)/probeTimeout.Seconds(), "wall/probe-timeout")
+	b.ReportMetric(float64(notStarted)/float64(rounds), "not_started/round")
+	b.ReportMetric(perProbe, "cpu-µs/probe")
+	b.ReportMetric(floor, "floor-cpu-µs/connect")
+	b.ReportMetric(perProbe/floor, "cpu/floor")
+	b.ReportMetric(peakRSSMiB(b), "peak-RSS-MiB")
+	b.ReportMetric(float64(runtime.NumGoroutine()-baseline), "goroutines-left")
+}
+
+// dialFloor is the CPU of a bare net.Dialer connect and close, in µs, over
+// addrs (the same listeners as the round's).
+func dialFloor(b *testing.B, addrs []netip.AddrPort) float64 {
+	b.Helper()
+	var d net.Dialer
+	before := cpuTime(b)
+	for _, ap := range addrs {
+		c, err := d.DialContext(b.Context(), "tcp", ap.String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+	return float64((cpuTime(b) - before).Microseconds()) / float64(len(addrs))
+}
+
+// peakRSSMiB reads VmHWM, this process's peak resident set.
+func peakRSSMiB(b *testing.B) float64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	b.Fatal("no VmHWM in /proc/self/status")
+	return 0
 }

@@ -266,3 +266,21 @@ func TestEngineSetOptionsAppliesToLaterRounds(t *testing.T) {
 	}
 	<-done
 }
+
+func TestAutoConcurrency(t *testing.T) {
+	for _, tt := range []struct {
+		limit    uint64
+		reserved int
+		want     int
+	}{
+		{1024, 512, 224},    // a container's usual 1024: half of what the HTTP connections leave
+		{4096, 1024, 1504},  // systemd's default soft limit raised by Go to its hard limit
+		{20000, 1024, 4096}, // capped
+		{256, 128, 128},     // floored
+		{1 << 62, 1024, 4096},
+	} {
+		if got := AutoConcurrency(tt.limit, tt.reserved); got != tt.want {
+			t.Errorf("AutoConcurrency(%d, %d) = %d, want %d", tt.limit, tt.reserved, got, tt.want)
+		}
+	}
+}

@@ -72,8 +72,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("").StringVar(&f.configFile)
 	app.Flag("config.check", "Validate the configuration file, print the result and exit (0 valid, 1 invalid).").
 		BoolVar(&f.configCheck)
-	app.Flag("probe.concurrency", "How many probes may run at once.").
-		Default("128").IntVar(&f.concurrency)
+	app.Flag("probe.concurrency", "How many probes may run at once; 0: from the open-file limit (half of what the HTTP connections leave, between 128 and 4096), logged at start.").
+		Default("0").IntVar(&f.concurrency)
 	app.Flag("probe.timeout", "Timeout of each probe (the config's probe.timeout wins when set).").
 		Default("5s").DurationVar(&f.probeTimeout)
 	app.Flag("probe.timeout-offset", "Subtracted from the scrape timeout (X-Prometheus-Scrape-Timeout-Seconds) to leave time to answer.").
@@ -115,8 +115,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	}
 	f.command = command
 	switch {
-	case f.concurrency < 1:
-		return nil, fmt.Errorf("--probe.concurrency must be at least 1, got %d", f.concurrency)
+	case f.concurrency < 0:
+		return nil, fmt.Errorf("--probe.concurrency must be 0 (from the open-file limit) or positive, got %d", f.concurrency)
 	case f.probeTimeout <= 0:
 		return nil, fmt.Errorf("--probe.timeout must be positive, got %s", f.probeTimeout)
 	case f.timeoutOffset < 0:
@@ -240,7 +240,7 @@ func newProber(ctx context.Context, f *flags, logger *slog.Logger) (*prober, err
 		NodeName:      f.nodeName,
 	}
 	p.engine = collector.NewEngine(collector.Config{
-		Concurrency: f.concurrency,
+		Concurrency: probeConcurrency(f.concurrency, logger),
 		Logger:      logger.With("component", "engine"),
 		Options:     flagOptions,
 	}, sources...)
@@ -350,6 +350,22 @@ func listenHealth(server *http.Server, addr string, logger *slog.Logger) error {
 // logFDLimit logs the open-file limit: the Go runtime raises the soft
 // limit to the hard one at start, and the web server serves at most
 // maxConns connections (half of it, when it is low).
+// probeConcurrency resolves --probe.concurrency (0: from the open-file
+// limit) and logs it.
+func probeConcurrency(flag int, logger *slog.Logger) int {
+	if flag > 0 {
+		return flag
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		logger.Warn("reading the open-file limit: probe concurrency 128", "err", err)
+		return 128
+	}
+	n := collector.AutoConcurrency(lim.Cur, maxConns())
+	logger.Info("probe concurrency from the open-file limit (--probe.concurrency=0)", "concurrency", n, "open_file_limit", lim.Cur)
+	return n
+}
+
 func logFDLimit(logger *slog.Logger, maxConns int) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {

@@ -296,3 +296,51 @@ func ClosedTCP(ctx context.Context, ip string) (netip.AddrPort, error) {
 	}()
 	return netip.AddrPortFrom(addr, uint16(sa.(*syscall.SockaddrInet4).Port)), nil
 }
+
+// BlackholedTCP listens on a loopback IPv4 address with an accept queue
+// that is full and never drained, until ctx ends: the kernel drops every
+// further SYN, so a connect neither succeeds nor is refused, it times out
+// (a host that does not answer).
+func BlackholedTCP(ctx context.Context, ip string) (netip.AddrPort, error) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || !addr.Is4() || !addr.IsLoopback() {
+		return netip.AddrPort{}, fmt.Errorf("address %q: a loopback IPv4 address is needed", ip)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(what string, err error) (netip.AddrPort, error) {
+		syscall.Close(fd)
+		return netip.AddrPort{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: addr.As4()}); err != nil {
+		return fail("bind "+ip, err)
+	}
+	// Backlog 0: the queue holds one connection.
+	if err := syscall.Listen(fd, 0); err != nil {
+		return fail("listen", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	ap := netip.AddrPortFrom(addr, uint16(sa.(*syscall.SockaddrInet4).Port))
+	// Fill the queue: connections that complete until one does not.
+	var fill []net.Conn
+	for range 4 {
+		c, err := net.DialTimeout("tcp", ap.String(), 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		fill = append(fill, c)
+	}
+	go func() {
+		<-ctx.Done()
+		for _, c := range fill {
+			c.Close()
+		}
+		syscall.Close(fd)
+	}()
+	return ap, nil
+}
