@@ -273,28 +273,45 @@ func SilentUDP(ctx context.Context, addr string) (netip.AddrPort, error) {
 // listening on it, until ctx ends: connections to it are refused, and no
 // other socket can take the port meanwhile.
 func ClosedTCP(ctx context.Context, ip string) (netip.AddrPort, error) {
-	addr, err := netip.ParseAddr(ip)
-	if err != nil || !addr.Is4() || !addr.IsLoopback() {
-		return netip.AddrPort{}, fmt.Errorf("address %q: a loopback IPv4 address is needed", ip)
-	}
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fd, ap, err := boundTCP(ip, false)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("socket: %w", err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: addr.As4()}); err != nil {
-		syscall.Close(fd)
-		return netip.AddrPort{}, fmt.Errorf("bind %s: %w", ip, err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		syscall.Close(fd)
-		return netip.AddrPort{}, fmt.Errorf("getsockname: %w", err)
+		return netip.AddrPort{}, err
 	}
 	go func() {
 		<-ctx.Done()
 		syscall.Close(fd)
 	}()
-	return netip.AddrPortFrom(addr, uint16(sa.(*syscall.SockaddrInet4).Port)), nil
+	return ap, nil
+}
+
+// boundTCP binds a TCP socket to a port of a loopback IPv4 address and,
+// with listen, listens with backlog 0 (a queue of one connection).
+func boundTCP(ip string, listen bool) (int, netip.AddrPort, error) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || !addr.Is4() || !addr.IsLoopback() {
+		return 0, netip.AddrPort{}, fmt.Errorf("address %q: a loopback IPv4 address is needed", ip)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, netip.AddrPort{}, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(what string, err error) (int, netip.AddrPort, error) {
+		syscall.Close(fd)
+		return 0, netip.AddrPort{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: addr.As4()}); err != nil {
+		return fail("bind "+ip, err)
+	}
+	if listen {
+		if err := syscall.Listen(fd, 0); err != nil {
+			return fail("listen", err)
+		}
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	return fd, netip.AddrPortFrom(addr, uint16(sa.(*syscall.SockaddrInet4).Port)), nil
 }
 
 // BlackholedTCP listens on a loopback IPv4 address with an accept queue
@@ -302,30 +319,10 @@ func ClosedTCP(ctx context.Context, ip string) (netip.AddrPort, error) {
 // further SYN, so a connect neither succeeds nor is refused, it times out
 // (a host that does not answer).
 func BlackholedTCP(ctx context.Context, ip string) (netip.AddrPort, error) {
-	addr, err := netip.ParseAddr(ip)
-	if err != nil || !addr.Is4() || !addr.IsLoopback() {
-		return netip.AddrPort{}, fmt.Errorf("address %q: a loopback IPv4 address is needed", ip)
-	}
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fd, ap, err := boundTCP(ip, true)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("socket: %w", err)
+		return netip.AddrPort{}, err
 	}
-	fail := func(what string, err error) (netip.AddrPort, error) {
-		syscall.Close(fd)
-		return netip.AddrPort{}, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: addr.As4()}); err != nil {
-		return fail("bind "+ip, err)
-	}
-	// Backlog 0: the queue holds one connection.
-	if err := syscall.Listen(fd, 0); err != nil {
-		return fail("listen", err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		return fail("getsockname", err)
-	}
-	ap := netip.AddrPortFrom(addr, uint16(sa.(*syscall.SockaddrInet4).Port))
 	// Fill the queue: connections that complete until one does not.
 	var fill []net.Conn
 	for range 4 {
