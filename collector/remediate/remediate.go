@@ -243,7 +243,8 @@ func (r *Remediator) History() []Action {
 	return out
 }
 
-// Observe takes one round's evidence, and acts where it is conclusive.
+// Observe takes one round's evidence, and acts where it is conclusive. Call
+// it from one goroutine at a time.
 func (r *Remediator) Observe(ctx context.Context, in Input) {
 	if r.cfg.Mode == Off {
 		return
@@ -434,9 +435,13 @@ func (r *Remediator) act(ctx context.Context, now time.Time, rec *leaseRecord, t
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// Scrapes (Collect, History) need not wait for the API server. Only
+	// Observe changes the records, and it is not re-entered.
+	r.mu.Unlock()
 	err := r.client.CoordinationV1().Leases(r.cfg.CiliumNamespace).Delete(ctx, t.lease, metav1.DeleteOptions{
 		Preconditions: &metav1.Preconditions{ResourceVersion: &t.rv},
 	})
+	r.mu.Lock()
 	result := ResultDeleted
 	switch {
 	case err == nil:
