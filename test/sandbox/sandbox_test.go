@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/lbprobe/lbprobe/collector/diagnosis"
@@ -223,6 +224,7 @@ func TestBrokenOnPurpose(t *testing.T) {
 	}
 
 	t.Run("diagnose", func(t *testing.T) { testDiagnose(t, s) })
+	t.Run("more causes", func(t *testing.T) { testMoreCauses(t, s) })
 	t.Run("remediation dry-run", func(t *testing.T) {
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -435,5 +437,101 @@ func testDiagnosisSeries(t *testing.T, s *sandbox.Sandbox) {
 			}
 			t.Errorf("lbprobe's metrics lack\n  %s\nthe diagnosis series:\n  %s", line, strings.Join(got, "\n  "))
 		}
+	}
+}
+
+// testMoreCauses breaks the sandbox's cluster further, through the real API
+// server and the real k8s_gateway, and checks each verdict through the CLI.
+func testMoreCauses(t *testing.T, s *sandbox.Sandbox) {
+	ctx := t.Context()
+	at := func(last byte) netip.Addr {
+		b := s.Addrs.External.As4()
+		b[3] = last
+		return netip.AddrFrom4(b)
+	}
+	now := time.Now()
+	port := func(p int32) []corev1.ServicePort {
+		return []corev1.ServicePort{{Name: "http", Port: p, Protocol: corev1.ProtocolTCP}}
+	}
+	cl := s.Seed
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// apps/unheld: an IP, a policy, no lease.
+	must(cl.Service(ctx, seed.AppsNS, "unheld", nil, nil, port(8087)))
+	must(cl.SetServiceIP(ctx, seed.AppsNS, "unheld", at(87)))
+	// apps/retired: a live lease held by a node that is gone.
+	must(cl.Service(ctx, seed.AppsNS, "retired", nil, nil, port(8088)))
+	must(cl.SetServiceIP(ctx, seed.AppsNS, "retired", at(88)))
+	must(cl.Lease(ctx, seed.AppsNS, "retired", "k8s-retired", now.Add(-time.Hour), now, 15, 1))
+	// apps/closed: announced and backed, but nothing listens on its port.
+	must(cl.Service(ctx, seed.AppsNS, "closed", nil, nil, port(8089)))
+	must(cl.SetServiceIP(ctx, seed.AppsNS, "closed", at(89)))
+	must(cl.Lease(ctx, seed.AppsNS, "closed", seed.NodeNames[0], now.Add(-time.Hour), now, 15, 1))
+	must(cl.EndpointSlice(ctx, seed.AppsNS, "closed", true))
+	// apps/moved: asks for .91, got .90.
+	must(cl.Service(ctx, seed.AppsNS, "moved", nil, map[string]string{"lbipam.cilium.io/ips": at(91).String()}, port(8090)))
+	must(cl.SetServiceIP(ctx, seed.AppsNS, "moved", at(90)))
+	// A route on the Gateway staging, which is not programmed.
+	staging := seed.ParentRef{Namespace: seed.GatewayNS, Name: "staging"}
+	must(cl.HTTPRoute(ctx, seed.AppsNS, "staging-app", []string{"staging." + seed.Domain}, []seed.ParentRef{staging}, "public-app"))
+	must(cl.SetRouteStatus(ctx, seed.AppsNS, "staging-app", seed.RouteParentStatus{ParentRef: staging, Accepted: "Accepted", ResolvedRefs: "ResolvedRefs"}))
+
+	// A name k8s_gateway does not know, asked of it as a static hostname.
+	dns := netip.AddrPortFrom(s.Addrs.DNS, uint16(s.Ports.DNS))
+	config := filepath.Join(t.TempDir(), "lbprobe.yml")
+	must(os.WriteFile(config, []byte(fmt.Sprintf(`dns:
+  domain: %s
+  servers: [%q]
+kubernetes:
+  tls:
+    ca_file: %s
+static:
+  hostnames:
+    - {hostname: nowhere.%s, expect: [%s]}
+`, seed.Domain, dns.String(), s.CAFile, seed.Domain, s.Addrs.External)), 0o644))
+	flags := []string{"diagnose", "--output=json", "--config.file=" + config, "--kubeconfig=" + s.Cluster.KubeconfigPath(), "--cilium.namespace=" + seed.CiliumNamespace}
+
+	for _, tc := range []struct {
+		target, cause string
+		fix           []string
+	}{
+		{"apps/unheld", diagnosis.CauseNotAnnounced, []string{"no node holds the lease of apps/unheld"}},
+		{"apps/retired", diagnosis.CauseHolderNotReady, []string{"k8s-retired, which is NotReady", "delete lease " + seed.LeaseName(seed.AppsNS, "retired")}},
+		{"apps/closed", diagnosis.CausePortRefused, []string{"8089/TCP refused of " + at(89).String()}},
+		{"apps/moved", diagnosis.CauseIPNotRequestedOne, []string{"has " + at(90).String() + " but asks for " + at(91).String()}},
+		{"staging." + seed.Domain, diagnosis.CauseGatewayNotProgrammed, []string{"Gateway gateway/staging is not programmed"}},
+		{"nowhere." + seed.Domain, diagnosis.CauseDNSNXDomain, []string{dns.String() + " does not know nowhere." + seed.Domain}},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			var last lbprobebin.Result
+			err := poll.Until(ctx, 15*time.Second, 300*time.Millisecond, func() error {
+				last = lbprobebin.Run(t, lbprobebin.StartOptions{Args: append(slices.Clone(flags), tc.target)}, time.Minute)
+				var diags []diagnosis.Diagnosis
+				if err := json.Unmarshal([]byte(last.Stdout), &diags); err != nil || len(diags) == 0 {
+					return fmt.Errorf("exit %d, no diagnoses (%v): %s", last.Code, err, last.Stderr)
+				}
+				for _, d := range diags {
+					if d.Cause != tc.cause {
+						return fmt.Errorf("%s: cause %s, want %s; steps %+v", d.Target, d.Cause, tc.cause, d.Steps)
+					}
+					for _, want := range tc.fix {
+						if !strings.Contains(d.Fix, want) {
+							return fmt.Errorf("%s: fix %q lacks %q", d.Target, d.Fix, want)
+						}
+					}
+				}
+				if last.Code != 1 {
+					return fmt.Errorf("exit %d, want 1", last.Code)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
