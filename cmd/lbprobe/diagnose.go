@@ -100,22 +100,25 @@ func diagnose(ctx context.Context, f *flags, logger *slog.Logger) ([]diagnosis.D
 	}
 
 	budget := f.defaultScrapeTimeout - f.timeoutOffset
-	round := p.engine.ProbeTargets(ctx, subset, budget, logger.With("component", "engine"))
+	var round *collector.RoundResult
+	if len(f.targets) == 0 {
+		round = p.engine.Probe(ctx, budget) // every target: a full round, with --probe.concurrency
+	} else {
+		round = p.engine.ProbeTargets(ctx, subset, budget, logger.With("component", "engine"))
+	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	mode := diagnosis.Mode{ARP: round.Options.ARPInterfaces != nil, CiliumNamespace: f.ciliumNamespace}
 	diags := diagnosis.Round(round, cluster, mode)
+	var out []diagnosis.Diagnosis
 	if len(f.targets) == 0 {
-		var failing []diagnosis.Diagnosis
 		for _, d := range diags {
 			if !d.OK() {
-				failing = append(failing, d)
+				out = append(out, d)
 			}
 		}
-		return failing, nil
 	}
-	var out []diagnosis.Diagnosis
 	for _, target := range f.targets {
 		d, _ := diagnosis.Select(diags, target)
 		out = append(out, d...)
