@@ -9,6 +9,7 @@ package collector
 
 import (
 	"net/netip"
+	"strings"
 
 	"github.com/lbprobe/lbprobe/probe"
 )
@@ -183,4 +184,10 @@ func uniq[T any, K comparable](s []T, key func(T) K) []T {
 		}
 	}
 	return out
+}
+
+// HostnameKey is a name as Hostname.Hostname holds it: lower case, without
+// a trailing dot (for looking up what a user typed).
+func HostnameKey(name string) string {
+	return strings.TrimSuffix(strings.ToLower(name), ".")
 }

@@ -171,7 +171,7 @@ func clusterKnows(c diagnosis.Cluster, target string) bool {
 			return true
 		}
 	}
-	_, ok := c.Hostnames[strings.TrimSuffix(strings.ToLower(target), ".")]
+	_, ok := c.Hostnames[collector.HostnameKey(target)]
 	return ok
 }
 

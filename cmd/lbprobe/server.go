@@ -270,7 +270,7 @@ func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) {
 // findingsFor returns the findings about target (an IP or a hostname) and
 // those about the whole cluster.
 func findingsFor(all []kube.Finding, target string) []kube.Finding {
-	name := strings.TrimSuffix(strings.ToLower(target), ".")
+	name := collector.HostnameKey(target)
 	var out []kube.Finding
 	for _, f := range all {
 		if len(f.Targets) == 0 || slices.Contains(f.Targets, name) {
@@ -303,7 +303,7 @@ func selectTarget(all collector.Targets, target string) (collector.Targets, bool
 			}
 		}
 	} else {
-		name := strings.TrimSuffix(strings.ToLower(target), ".")
+		name := collector.HostnameKey(target)
 		for _, h := range all.Hostnames {
 			if h.Hostname == name {
 				out.Hostnames = append(out.Hostnames, h)

@@ -201,7 +201,7 @@ func LoadBalancer(lb collector.LoadBalancer, st *kube.ServiceState, ip *collecto
 // request, the policies and the lease.
 func serviceSteps(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPStatus) []Step {
 	var steps []Step
-	requested := joinAddrs(st.Requested)
+	requested := collector.JoinAddrs(st.Requested)
 	ipam := ""
 	if st.IPAM != "" {
 		ipam = " (LB-IPAM: " + st.IPAM + ")"
@@ -213,7 +213,7 @@ func serviceSteps(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPSt
 		}
 		return append(steps, failed(StepIPAssigned, "no ingress IP"+ipam, CauseIPPending, fix))
 	}
-	steps = append(steps, ok(StepIPAssigned, joinAddrs(st.IPs)))
+	steps = append(steps, ok(StepIPAssigned, collector.JoinAddrs(st.IPs)))
 	var missing []string
 	for _, r := range st.Requested {
 		if !slices.Contains(st.IPs, r) {
@@ -224,8 +224,8 @@ func serviceSteps(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPSt
 	case len(st.Requested) == 0:
 		steps = append(steps, ok(StepRequestedIP, "no IP requested"))
 	case len(missing) > 0:
-		steps = append(steps, failed(StepRequestedIP, fmt.Sprintf("requests %s, has %s%s", requested, joinAddrs(st.IPs), ipam), CauseIPNotRequestedOne,
-			fmt.Sprintf("%s has %s but asks for %s, the address clients (a router's DNS forward, firewall rules) use: free %s (`kubectl get services -A | grep %s`) and recreate the Service, or point the clients at %s", svc, joinAddrs(st.IPs), requested, strings.Join(missing, ", "), missing[0], joinAddrs(st.IPs))))
+		steps = append(steps, failed(StepRequestedIP, fmt.Sprintf("requests %s, has %s%s", requested, collector.JoinAddrs(st.IPs), ipam), CauseIPNotRequestedOne,
+			fmt.Sprintf("%s has %s but asks for %s, the address clients (a router's DNS forward, firewall rules) use: free %s (`kubectl get services -A | grep %s`) and recreate the Service, or point the clients at %s", svc, collector.JoinAddrs(st.IPs), requested, strings.Join(missing, ", "), missing[0], collector.JoinAddrs(st.IPs))))
 	default:
 		steps = append(steps, ok(StepRequestedIP, "requests "+requested))
 	}
@@ -480,14 +480,14 @@ func dnsStep(h collector.HostnameStatus, object string) Step {
 	if len(h.DNS) == 0 {
 		return unknown(StepDNS, "no DNS server to ask")
 	}
-	expected := joinAddrs(h.Expect)
+	expected := collector.JoinAddrs(h.Expect)
 	var good []string
 	for _, s := range h.DNS {
 		r := s.Result
 		if r.Reason == probe.ReasonNotStarted {
 			return unknown(StepDNS, s.Server+": "+notStarted)
 		}
-		evidence := fmt.Sprintf("%s answered %s (%s), expected %s", s.Server, joinAddrs(r.Addresses), r.Verdict, expected)
+		evidence := fmt.Sprintf("%s answered %s (%s), expected %s", s.Server, collector.JoinAddrs(r.Addresses), r.Verdict, expected)
 		switch r.Verdict {
 		case "correct":
 			good = append(good, s.Server)
@@ -496,7 +496,7 @@ func dnsStep(h collector.HostnameStatus, object string) Step {
 				fmt.Sprintf("%s does not know %s: k8s_gateway indexes the route's hostnames (its watchedResources must include HTTPRoute, and its domain must cover the name); on the router, the domain must be forwarded to k8s_gateway", s.Server, h.Hostname.Hostname))
 		case "wrong_address", "missing_address", "extra_address", "route_not_accepted":
 			return failed(StepDNS, evidence, CauseDNSWrongAddress,
-				fmt.Sprintf("%s answers %s for %s, %s %s: check the route's parentRefs and the Gateway's status addresses (for a Service's name: another object that claims it, such as a route); a stale answer clears after the record's TTL", s.Server, orNone(joinAddrs(r.Addresses)), h.Hostname.Hostname, owner, expected))
+				fmt.Sprintf("%s answers %s for %s, %s %s: check the route's parentRefs and the Gateway's status addresses (for a Service's name: another object that claims it, such as a route); a stale answer clears after the record's TTL", s.Server, orNone(collector.JoinAddrs(r.Addresses)), h.Hostname.Hostname, owner, expected))
 		default:
 			return failed(StepDNS, evidence+": "+fmt.Sprint(r.Err), CauseDNSError,
 				fmt.Sprintf("%s did not answer for %s (%s): is k8s_gateway's LoadBalancer IP reachable and announced (`lbprobe diagnose` its IP)?", s.Server, h.Hostname.Hostname, r.Verdict))
@@ -546,14 +546,6 @@ func leaseName(st *kube.ServiceState) string {
 		return "the lease"
 	}
 	return kube.LeaseName(st.Namespace, st.Name)
-}
-
-func joinAddrs[T fmt.Stringer](addrs []T) string {
-	s := make([]string, len(addrs))
-	for i, a := range addrs {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ", ")
 }
 
 func age(d time.Duration) string {

@@ -59,7 +59,7 @@ func Round(r *collector.RoundResult, c Cluster, mode Mode) []Diagnosis {
 // Select returns the diagnoses of target: "namespace/service" (every IP of
 // the Service), an IP, or a hostname; ok is false when none matches.
 func Select(all []Diagnosis, target string) (out []Diagnosis, ok bool) {
-	name := strings.TrimSuffix(strings.ToLower(target), ".")
+	name := collector.HostnameKey(target)
 	for _, d := range all {
 		if d.Namespace+"/"+d.Service == target || (d.IP != "" && d.IP == target) || (d.Hostname != "" && d.Hostname == name) {
 			out = append(out, d)

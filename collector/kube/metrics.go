@@ -127,9 +127,7 @@ func (v *view) collect(ch chan<- prometheus.Metric) {
 }
 
 func (v *view) collectServices(ch chan<- prometheus.Metric) {
-	leaseOwned := make(map[string]bool, len(v.services))
 	for _, s := range v.services {
-		leaseOwned[LeaseName(s.Namespace, s.Name)] = true
 		li, hasLease := v.leaseOf(s)
 		if hasLease {
 			l := []string{s.Namespace, s.Name, li.name, li.holder}
@@ -176,10 +174,8 @@ func (v *view) collectServices(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	for _, l := range v.leases {
-		if strings.HasPrefix(l.Name, l2LeasePrefix) && !leaseOwned[l.Name] {
-			collector.Gauge(ch, descLeaseOrphaned, 1, l.Name)
-		}
+	for _, l := range v.orphanedLeases() {
+		collector.Gauge(ch, descLeaseOrphaned, 1, l.Name)
 	}
 }
 

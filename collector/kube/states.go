@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -292,15 +293,23 @@ func (d *Discovery) OrphanedLeases() []OrphanedLease {
 	if !d.started.Load() {
 		return nil
 	}
-	v := d.snapshot(true)
+	var out []OrphanedLease
+	for _, l := range d.snapshot(true).orphanedLeases() {
+		out = append(out, OrphanedLease{Name: l.Name, ResourceVersion: l.ResourceVersion})
+	}
+	return out
+}
+
+// orphanedLeases are the cilium-l2announce-* leases of no Service.
+func (v *view) orphanedLeases() []*coordinationv1.Lease {
 	owned := make(map[string]bool, len(v.services))
 	for _, s := range v.services {
 		owned[LeaseName(s.Namespace, s.Name)] = true
 	}
-	var out []OrphanedLease
+	var out []*coordinationv1.Lease
 	for _, l := range v.leases {
 		if strings.HasPrefix(l.Name, l2LeasePrefix) && !owned[l.Name] {
-			out = append(out, OrphanedLease{Name: l.Name, ResourceVersion: l.ResourceVersion})
+			out = append(out, l)
 		}
 	}
 	return out
