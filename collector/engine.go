@@ -297,6 +297,11 @@ func (r *round) run(p Probers, sem chan struct{}) {
 				case <-ctx.Done():
 					return
 				}
+				if time.Until(r.deadline) < minProbeTime {
+					// Too late to probe anything: not_started, not a timeout.
+					<-sem
+					return
+				}
 				r.mu.Lock()
 				r.outcomes[i].started = true
 				r.mu.Unlock()
@@ -364,6 +369,11 @@ func (r *round) runJob(ctx context.Context, p Probers, j job) outcome {
 	}
 	return o
 }
+
+// minProbeTime: a probe is not started with less than this left before the
+// round's deadline (a probe whose slot frees at the deadline would
+// otherwise start the next one, which can only time out).
+const minProbeTime = 10 * time.Millisecond
 
 // errNotStarted is the error of a probe that never got a slot.
 var errNotStarted = errors.New("not started: every probe slot (--probe.concurrency) was busy until the round's deadline")
