@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lbprobe/lbprobe/collector/shard"
 	"github.com/lbprobe/lbprobe/probe"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Options are the round options in force until the first SetOptions.
 	Options Options
+	// Shard picks the targets this instance probes (--shard,
+	// --total-shards); nil probes every target.
+	Shard *shard.Selector
 }
 
 // Options tune the rounds. An engine holds one immutable Options value and
@@ -93,6 +97,7 @@ type Engine struct {
 	probers  Probers
 	logger   *slog.Logger
 	opts     atomic.Pointer[Options]
+	shard    *shard.Selector
 	sem      chan struct{} // bounds concurrent probes of the rounds
 	debugSem chan struct{} // bounds concurrent probes of ProbeTargets
 
@@ -115,6 +120,7 @@ func NewEngine(cfg Config, sources ...Source) *Engine {
 		sources:  sources,
 		probers:  cfg.Probers.withDefaults(),
 		logger:   cfg.Logger,
+		shard:    cfg.Shard,
 		sem:      make(chan struct{}, max(cfg.Concurrency, 1)),
 		debugSem: make(chan struct{}, cmp.Or(max(cfg.DebugConcurrency, 0), DefaultDebugConcurrency)),
 	}
@@ -146,14 +152,23 @@ func (e *Engine) Last() *RoundResult {
 	return e.last
 }
 
-// Targets returns the merged targets of all sources, as they are now.
+// Targets returns the merged targets of all sources, as they are now, that
+// the engine's shard owns.
 func (e *Engine) Targets() Targets {
+	return e.AllTargets().Shard(e.shard.Get())
+}
+
+// AllTargets returns the merged targets of all sources, every shard's.
+func (e *Engine) AllTargets() Targets {
 	var t Targets
 	for _, s := range e.sources {
 		t = t.Merge(s.Targets())
 	}
 	return t.dedupe()
 }
+
+// Shard returns the shard the engine probes.
+func (e *Engine) Shard() shard.Shard { return e.shard.Get() }
 
 // Probe returns the results of a round that is in flight or that it starts
 // now, the round bounded by budget from its start. A scrape that arrives

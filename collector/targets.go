@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/lbprobe/lbprobe/collector/shard"
 	"github.com/lbprobe/lbprobe/probe"
 )
 
@@ -190,4 +191,45 @@ func uniq[T any, K comparable](s []T, key func(T) K) []T {
 // a trailing dot (for looking up what a user typed).
 func HostnameKey(name string) string {
 	return strings.TrimSuffix(strings.ToLower(name), ".")
+}
+
+// Shard returns the targets that s owns: each load balancer with the IPs
+// whose key (namespace/service/ip) falls in s, a load balancer without IPs
+// when namespace/service/ does, the hostnames whose name does, the Gateway
+// listeners whose Gateway does. Nodes are kept: every shard needs their MACs
+// for the holder match, and they have no series of their own.
+func (t Targets) Shard(s shard.Shard) Targets {
+	if s.OwnsAll() {
+		return t
+	}
+	out := Targets{Nodes: t.Nodes}
+	for _, lb := range t.LoadBalancers {
+		if len(lb.IPs) == 0 {
+			if s.Owns(shard.LoadBalancerKey(lb.Namespace, lb.Service, netip.Addr{})) {
+				out.LoadBalancers = append(out.LoadBalancers, lb)
+			}
+			continue
+		}
+		var ips []netip.Addr
+		for _, ip := range lb.IPs {
+			if s.Owns(shard.LoadBalancerKey(lb.Namespace, lb.Service, ip)) {
+				ips = append(ips, ip)
+			}
+		}
+		if len(ips) > 0 {
+			lb.IPs = ips
+			out.LoadBalancers = append(out.LoadBalancers, lb)
+		}
+	}
+	for _, h := range t.Hostnames {
+		if s.Owns(shard.HostnameKey(h.Hostname)) {
+			out.Hostnames = append(out.Hostnames, h)
+		}
+	}
+	for _, l := range t.GatewayListeners {
+		if s.Owns(shard.GatewayKey(l.Namespace, l.Gateway)) {
+			out.GatewayListeners = append(out.GatewayListeners, l)
+		}
+	}
+	return out
 }

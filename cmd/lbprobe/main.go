@@ -29,6 +29,7 @@ import (
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/kube"
+	"github.com/lbprobe/lbprobe/collector/shard"
 	"github.com/lbprobe/lbprobe/config"
 )
 
@@ -55,6 +56,7 @@ type flags struct {
 	log                  *promslog.Config
 
 	remediate remediateFlags
+	shard     shardFlags
 
 	// command is "serve" (the exporter, the default) or "diagnose".
 	command string
@@ -99,6 +101,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	app.Flag("web.health-listen-address", "Also serve /-/healthy and /-/ready, and only these, on this address, in plain HTTP without the --web.config.file TLS and basic auth: for kubelet probes when basic auth is on. Empty: off.").
 		Default("").StringVar(&f.healthAddress)
 	f.remediate.add(app)
+	f.shard.add(app)
 	f.web = kingpinflag.AddFlags(app, ":9884")
 	promslogflag.AddFlags(app, f.log)
 	app.Version(version.Print("lbprobe"))
@@ -132,6 +135,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	}
 	if err := f.remediate.validate(); err != nil {
 		return nil, err
+	}
+	if err := f.shard.validate(); err != nil {
+		return nil, err
+	}
+	if f.shard.auto() && f.kubeEnabled == "false" {
+		return nil, fmt.Errorf("--pod (automatic sharding) needs Kubernetes discovery, but --kube.enabled=false")
 	}
 	return f, nil
 }
@@ -200,6 +209,7 @@ type prober struct {
 	restCfg *rest.Config    // nil when Kubernetes discovery is off
 	configs *configManager
 	self    *selfMetrics
+	shard   *shard.Selector
 	// afterRound are called with every finished shared round; add to it
 	// before the first round.
 	afterRound []func(*collector.RoundResult)
@@ -221,13 +231,19 @@ func newProber(ctx context.Context, f *flags, logger *slog.Logger) (*prober, err
 		// client-go logs (leader election, watch errors) in lbprobe's format.
 		klog.SetSlogLogger(logger.With("component", "client-go"))
 	}
+	if p.shard, err = f.shard.selector(ctx, restCfg, logger.With("component", "shard")); err != nil {
+		return nil, err
+	}
+	p.self.registry.MustRegister(shardInfo(p.shard))
 	if restCfg != nil {
 		p.disc, err = kube.New(restCfg, kube.Options{CiliumNamespace: f.ciliumNamespace, SyncTimeout: f.kubeSyncTimeout, NodeName: f.nodeName}, logger)
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes discovery: %w", err)
 		}
 		sources = append(sources, p.disc)
-		p.self.registry.MustRegister(p.disc)
+		// Every shard syncs the whole caches and exposes its own targets'
+		// state series.
+		p.self.registry.MustRegister(shard.Collector(p.disc, p.shard))
 	}
 
 	// The round options the flags set; each config reload applies the
@@ -243,6 +259,7 @@ func newProber(ctx context.Context, f *flags, logger *slog.Logger) (*prober, err
 		Concurrency: probeConcurrency(f.concurrency, logger),
 		Logger:      logger.With("component", "engine"),
 		Options:     flagOptions,
+		Shard:       p.shard,
 	}, sources...)
 	p.afterRound = append(p.afterRound, p.self.observeRound)
 	p.engine.OnRoundDone(func(r *collector.RoundResult) {

@@ -17,7 +17,9 @@ import (
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/diagnosis"
+	"github.com/lbprobe/lbprobe/collector/kube"
 	"github.com/lbprobe/lbprobe/collector/remediate"
+	"github.com/lbprobe/lbprobe/collector/shard"
 )
 
 // remediateFlags are the --remediate.* flags.
@@ -109,9 +111,10 @@ func startRemediation(ctx context.Context, f *flags, p *prober, logger *slog.Log
 	if f.nodeName != "" {
 		identity = f.nodeName + "_" + identity
 	}
-	remediate.Elect(ctx, rem, client, ns, identity, logger)
+	leaderLease := f.shard.leaderLease(p.shard)
+	remediate.Elect(ctx, rem, client, ns, leaderLease, identity, logger)
 	logger.Info("lease remediation on", "mode", string(mode), "after", f.remediate.after, "rounds", f.remediate.rounds,
-		"cooldown", f.remediate.cooldown, "budget_per_hour", f.remediate.budget, "leader_lease", ns+"/"+remediate.LeaderLeaseName)
+		"cooldown", f.remediate.cooldown, "budget_per_hour", f.remediate.budget, "leader_lease", ns+"/"+leaderLease)
 
 	// Each finished round is handed over without waiting; a round that
 	// arrives while the last one is still judged is dropped.
@@ -147,12 +150,20 @@ func remediationInput(p *prober, r *collector.RoundResult, ciliumNamespace strin
 			}
 		}
 	}
+	// Each shard acts on its own targets' leases and its own orphans.
+	sh := p.engine.Shard()
+	var orphans []kube.OrphanedLease
+	for _, o := range p.disc.OrphanedLeases() {
+		if sh.Owns(shard.LeaseKey(o.Name)) {
+			orphans = append(orphans, o)
+		}
+	}
 	return remediate.Input{
 		Reachable:   reachable,
 		Synced:      p.disc.Synced(),
 		Services:    services,
-		Diagnoses:   diagnosis.Round(r, diagnosis.Cluster{Services: services}, diagnosis.Mode{ARP: arp, CiliumNamespace: ciliumNamespace}),
-		Orphans:     p.disc.OrphanedLeases(),
+		Diagnoses:   diagnosis.Round(r, diagnosis.Cluster{Services: services}, diagnosis.Mode{ARP: arp, CiliumNamespace: ciliumNamespace, Shard: sh}),
+		Orphans:     orphans,
 		ObservesARP: arp,
 	}
 }

@@ -51,7 +51,7 @@ func (s *server) diagnoses(r *collector.RoundResult) []diagnosis.Diagnosis {
 	if s.kube != nil {
 		c.Services, c.Hostnames = s.kube.ServiceStates(), s.kube.HostnameStates()
 	}
-	mode := diagnosis.Mode{ARP: r.Options.ARPInterfaces != nil, CiliumNamespace: s.ciliumNamespace}
+	mode := diagnosis.Mode{ARP: r.Options.ARPInterfaces != nil, CiliumNamespace: s.ciliumNamespace, Shard: s.engine.Shard()}
 	return diagnosis.Round(r, c, mode)
 }
 
@@ -200,6 +200,12 @@ func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	subset, ok := selectTarget(s.engine.Targets(), target)
+	if !ok && s.engine.Shard().Sharded() {
+		if _, elsewhere := selectTarget(s.engine.AllTargets(), target); elsewhere {
+			http.Error(w, fmt.Sprintf("target %q belongs to another shard: this lbprobe serves shard %s (--shard/--total-shards); ask the instance whose shard owns it", target, s.engine.Shard()), http.StatusNotFound)
+			return
+		}
+	}
 	if !ok {
 		http.Error(w, fmt.Sprintf("target %q is not a load balancer IP or hostname that lbprobe knows; it only probes its own targets (see /)", target), http.StatusNotFound)
 		return

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/kube"
+	"github.com/lbprobe/lbprobe/collector/shard"
 	"github.com/lbprobe/lbprobe/probe"
 )
 
@@ -132,6 +133,11 @@ type Mode struct {
 	ARP bool
 	// CiliumNamespace holds the L2 leases (for the fixes).
 	CiliumNamespace string
+	// Shard is the shard this instance serves: the Services without an IP
+	// that only the cluster state knows are diagnosed by their own shard
+	// (the round's targets are the shard's already). The zero value owns
+	// everything.
+	Shard shard.Shard
 }
 
 // notObservedL2 is the evidence of an L2 step this run mode cannot see.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/lbprobe/lbprobe/collector"
 	"github.com/lbprobe/lbprobe/collector/kube"
+	"github.com/lbprobe/lbprobe/collector/shard"
 )
 
 // Cluster is what the cluster says, for the chains; the zero value is a
@@ -40,7 +42,8 @@ func Round(r *collector.RoundResult, c Cluster, mode Mode) []Diagnosis {
 		}
 	}
 	for key, st := range states {
-		if probed[key] || st.Ignored || st.Assigned || len(st.Hostnames) > 0 {
+		if probed[key] || st.Ignored || st.Assigned || len(st.Hostnames) > 0 ||
+			!mode.Shard.Owns(shard.LoadBalancerKey(st.Namespace, st.Name, netip.Addr{})) {
 			continue
 		}
 		out = append(out, LoadBalancer(collector.LoadBalancer{Namespace: st.Namespace, Service: st.Name}, st, nil, mode))

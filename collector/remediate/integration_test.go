@@ -149,8 +149,8 @@ func TestIntegrationOneLeader(t *testing.T) {
 	defer stopB()
 	a := remediate.New(remediate.Config{Mode: remediate.On}, c, nil, logger())
 	b := remediate.New(remediate.Config{Mode: remediate.On}, c, nil, logger())
-	remediate.Elect(ctxA, a, c, "default", "lbprobe-a", logger())
-	remediate.Elect(ctxB, b, c, "default", "lbprobe-b", logger())
+	remediate.Elect(ctxA, a, c, "default", remediate.LeaderLeaseName, "lbprobe-a", logger())
+	remediate.Elect(ctxB, b, c, "default", remediate.LeaderLeaseName, "lbprobe-b", logger())
 
 	leaders := func() int {
 		n := 0

@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -15,6 +16,13 @@ import (
 // the one that acts with.
 const LeaderLeaseName = "lbprobe-remediation"
 
+// ShardLeaderLeaseName is the leader Lease of one shard's instances
+// (--total-shards > 1 or automatic sharding): each shard acts on its own
+// targets' leases and elects its own leader.
+func ShardLeaderLeaseName(index int) string {
+	return fmt.Sprintf("%s-shard-%d", LeaderLeaseName, index)
+}
+
 // Leader-election timing (client-go's usual 15s/10s/2s).
 var (
 	leaseDuration = 15 * time.Second
@@ -22,13 +30,14 @@ var (
 	retryPeriod   = 2 * time.Second
 )
 
-// Elect runs leader election on the Lease LeaderLeaseName in namespace
-// under identity until ctx ends: r acts only while this instance leads.
+// Elect runs leader election on the Lease namespace/name (LeaderLeaseName,
+// or a shard's ShardLeaderLeaseName) under identity until ctx ends: r
+// acts only while this instance leads.
 // It returns at once; r does not lead until elected.
-func Elect(ctx context.Context, r *Remediator, client kubernetes.Interface, namespace, identity string, logger *slog.Logger) {
+func Elect(ctx context.Context, r *Remediator, client kubernetes.Interface, namespace, name, identity string, logger *slog.Logger) {
 	r.SetLeading(false)
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: LeaderLeaseName, Namespace: namespace},
+		LeaseMeta:  metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Client:     client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
@@ -38,10 +47,10 @@ func Elect(ctx context.Context, r *Remediator, client kubernetes.Interface, name
 		RenewDeadline:   renewDeadline,
 		RetryPeriod:     retryPeriod,
 		ReleaseOnCancel: true,
-		Name:            LeaderLeaseName,
+		Name:            name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(context.Context) {
-				logger.Info("remediation: elected; this lbprobe acts", "lease", namespace+"/"+LeaderLeaseName, "identity", identity)
+				logger.Info("remediation: elected; this lbprobe acts", "lease", namespace+"/"+name, "identity", identity)
 				r.SetLeading(true)
 			},
 			OnStoppedLeading: func() {
