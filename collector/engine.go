@@ -99,11 +99,18 @@ type Engine struct {
 	opts     atomic.Pointer[Options]
 	shard    *shard.Selector
 	sem      chan struct{} // bounds concurrent probes of the rounds
+	active   chan struct{} // bounds the rounds' probes that are not yet waiting (see waitingAfter)
 	debugSem chan struct{} // bounds concurrent probes of ProbeTargets
 
 	mu       sync.Mutex
 	inflight []*round // rounds running, oldest first
 	last     *RoundResult
+
+	// slow are the jobs that took half the probe timeout or more in the
+	// last finished round, or had not finished: the next round starts them
+	// first, so that they wait side by side from its start instead of
+	// holding the round past one probe timeout when they come last.
+	slow atomic.Pointer[map[jobKey]bool]
 
 	rounds atomic.Uint64 // rounds started
 	joins  atomic.Uint64 // Probe calls that joined a round in flight
@@ -122,6 +129,7 @@ func NewEngine(cfg Config, sources ...Source) *Engine {
 		logger:   cfg.Logger,
 		shard:    cfg.Shard,
 		sem:      make(chan struct{}, max(cfg.Concurrency, 1)),
+		active:   make(chan struct{}, min(max(cfg.Concurrency, 1), maxActive)),
 		debugSem: make(chan struct{}, cmp.Or(max(cfg.DebugConcurrency, 0), DefaultDebugConcurrency)),
 	}
 	e.SetOptions(cfg.Options)
@@ -216,7 +224,7 @@ func (e *Engine) joinable(notBefore time.Time) *round {
 // logging to logger, with the debug probes' own concurrency bound.
 func (e *Engine) ProbeTargets(ctx context.Context, t Targets, budget time.Duration, logger *slog.Logger) *RoundResult {
 	r := e.newRound(t, budget, logger)
-	go r.run(e.probers, e.debugSem)
+	go r.run(e.probers, e.debugSem, nil)
 	select {
 	case <-r.done:
 	case <-ctx.Done():
@@ -227,8 +235,10 @@ func (e *Engine) ProbeTargets(ctx context.Context, t Targets, budget time.Durati
 func (e *Engine) startRound(budget time.Duration) *round {
 	e.rounds.Add(1)
 	r := e.newRound(e.Targets(), budget, e.logger)
+	r.startFirst(e.slow.Load(), cap(e.sem)/2)
 	go func() {
-		r.run(e.probers, e.sem)
+		r.run(e.probers, e.sem, e.active)
+		e.slow.Store(r.slowJobs())
 		res := r.snapshot(time.Now())
 		e.mu.Lock()
 		e.inflight = slices.DeleteFunc(e.inflight, func(o *round) bool { return o == r })
@@ -254,8 +264,78 @@ type round struct {
 	deadline time.Time
 	done     chan struct{}
 
+	// order is the order in which the jobs start (indices into jobs); its
+	// first expectSlow were slow in the last round: they start as waiting,
+	// without an active slot.
+	order      []int
+	expectSlow int
+
 	mu       sync.Mutex
 	outcomes []outcome
+	took     []time.Duration // of each finished job
+}
+
+// jobKey names a job across rounds.
+type jobKey struct {
+	kind   jobKind
+	target string // namespace/service, hostname or node
+	ip     netip.Addr
+	port   uint16
+	server string
+	iface  string
+}
+
+func (r *round) key(j job) jobKey {
+	k := jobKey{kind: j.kind, ip: j.ip, port: j.port.Port, server: j.server, iface: j.iface}
+	switch {
+	case j.lb >= 0:
+		lb := r.targets.LoadBalancers[j.lb]
+		k.target = lb.Namespace + "/" + lb.Service
+	case j.host >= 0:
+		k.target = r.targets.Hostnames[j.host].Hostname
+	case j.node >= 0:
+		k.target = r.targets.Nodes[j.node].Name
+	case j.listener >= 0:
+		l := r.targets.GatewayListeners[j.listener]
+		k.target = l.Namespace + "/" + l.Gateway + "/" + l.Listener
+	}
+	return k
+}
+
+// startFirst moves up to max of the jobs that were slow in the last round
+// to the front of the order, keeping the order otherwise. The bound (half
+// the slots) keeps slow jobs from taking every slot of an overloaded
+// prober at the start of each round, which would starve the fast ones.
+func (r *round) startFirst(slow *map[jobKey]bool, max int) {
+	if slow == nil || len(*slow) == 0 || max <= 0 {
+		return
+	}
+	first := make([]int, 0, min(len(*slow), max))
+	rest := make([]int, 0, len(r.jobs))
+	for _, i := range r.order {
+		if len(first) < max && (*slow)[r.key(r.jobs[i])] {
+			first = append(first, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	r.order = append(first, rest...)
+	r.expectSlow = len(first)
+}
+
+// slowJobs are the jobs of a finished round that took half the probe
+// timeout or more, or that started and did not finish.
+func (r *round) slowJobs() *map[jobKey]bool {
+	limit := cmp.Or(r.opts.ProbeTimeout, defaultProbeTimeout) / 2
+	slow := map[jobKey]bool{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, o := range r.outcomes {
+		if (o.started && !o.done) || (o.done && r.took[i] >= limit) {
+			slow[r.key(r.jobs[i])] = true
+		}
+	}
+	return &slow
 }
 
 func (e *Engine) newRound(t Targets, budget time.Duration, logger *slog.Logger) *round {
@@ -286,49 +366,105 @@ func (e *Engine) newRound(t Targets, budget time.Duration, logger *slog.Logger) 
 		budget:   budget,
 		deadline: started.Add(budget),
 		done:     make(chan struct{}),
+		order:    identity(len(jobs)),
 		outcomes: make([]outcome, len(jobs)),
+		took:     make([]time.Duration, len(jobs)),
 	}
 }
 
-// run probes every job with a pool of workers bounded by the semaphore sem;
-// it returns when all jobs are done or the deadline has passed.
-func (r *round) run(p Probers, sem chan struct{}) {
+// identity returns 0, 1, ..., n-1.
+func identity(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+// maxActive bounds the probes of the rounds that have run for less than
+// waitingAfter; waitingAfter is when a probe that has not answered counts as
+// waiting on the network. A waiting probe keeps its --probe.concurrency slot
+// (its socket) but gives its active slot to the next probe: a thousand
+// black-holed targets wait side by side while the answering ones pass
+// through a few hundred goroutines, not through thousands.
+const (
+	maxActive    = 256
+	waitingAfter = 50 * time.Millisecond
+)
+
+// run starts every job in r.order, one goroutine each, bounded by the
+// semaphore sem and, when active is not nil, by active for the probes that
+// are not waiting yet. It returns when all jobs are done or the deadline
+// has passed.
+func (r *round) run(p Probers, sem, active chan struct{}) {
 	defer close(r.done)
 	ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
 	defer cancel()
-
-	var next atomic.Int64
-	workers := min(cap(sem), len(r.jobs))
 	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(r.jobs) || ctx.Err() != nil {
-					return
-				}
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
-				if time.Until(r.deadline) < minProbeTime {
-					// Too late to probe anything: not_started, not a timeout.
-					<-sem
-					return
-				}
-				r.mu.Lock()
-				r.outcomes[i].started = true
-				r.mu.Unlock()
-				o := r.runJob(ctx, p, r.jobs[i])
-				<-sem
-				r.mu.Lock()
-				r.outcomes[i] = o
-				r.mu.Unlock()
+	defer wg.Wait()
+	for n, i := range r.order {
+		if !acquire(ctx, sem) {
+			return
+		}
+		// A job that was slow in the last round is expected to wait: it
+		// takes no active slot.
+		act := active
+		if n < r.expectSlow {
+			act = nil
+		}
+		if act != nil && !acquire(ctx, act) {
+			<-sem
+			return
+		}
+		if time.Until(r.deadline) < minProbeTime {
+			// Too late to probe anything: not_started, not a timeout.
+			if act != nil {
+				<-act
 			}
+			<-sem
+			return
+		}
+		r.mu.Lock()
+		r.outcomes[i].started = true
+		r.mu.Unlock()
+		wg.Go(func() {
+			var waiting *time.Timer
+			var released atomic.Bool
+			release := func() {
+				if released.CompareAndSwap(false, true) {
+					<-act
+				}
+			}
+			if act != nil {
+				waiting = time.AfterFunc(waitingAfter, release)
+			}
+			begin := time.Now()
+			o := r.runJob(ctx, p, r.jobs[i])
+			took := time.Since(begin)
+			if act != nil {
+				waiting.Stop()
+				release()
+			}
+			<-sem
+			r.mu.Lock()
+			r.outcomes[i] = o
+			r.took[i] = took
+			r.mu.Unlock()
 		})
 	}
-	wg.Wait()
+}
+
+// acquire takes a slot of sem, or gives up when ctx ends.
+func acquire(ctx context.Context, sem chan struct{}) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (r *round) runJob(ctx context.Context, p Probers, j job) outcome {
@@ -338,7 +474,13 @@ func (r *round) runJob(ctx context.Context, p Probers, j job) outcome {
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	logger := r.logger.With(j.logAttrs()...)
+	// The probers log at debug level only: a logger with the job's
+	// attributes is built only when that level is on (the debug view, or
+	// --log.level=debug), not for every probe of every round.
+	logger := r.logger
+	if logger.Enabled(ctx, slog.LevelDebug) {
+		logger = logger.With(j.logAttrs()...)
+	}
 	o := outcome{done: true}
 	switch j.kind {
 	case kindTCP:

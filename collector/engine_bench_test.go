@@ -1,10 +1,14 @@
 package collector
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -68,44 +72,24 @@ func cpuTime(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkRoundBlackholed is issue 15's measurement: one round of 10,000
+// BenchmarkRoundBlackholed is issue 15's measurement: rounds of 10,000
 // TCP targets on loopback, 10 % of them black-holed (a full accept queue:
 // SYNs dropped), a 3 s probe timeout, a 10 s scrape, with the old default
-// concurrency (128) and with --probe.concurrency=0's. It reports the round's wall time against the probe timeout
-// (goal: at most 1.1), the probes that never started, the CPU per probe
-// against a bare connect+close loop measured in the same run (goal: at
-// most 1.5), peak RSS and the goroutines left after the round.
+// concurrency (128) and with --probe.concurrency=0's. The listeners run in
+// a child process (TestBlackholedTargetsServer), so that the peak RSS and
+// the CPU are the prober's alone. It reports the wall time of the first
+// round and of the next (which starts the last round's slow probes first)
+// against the probe timeout (goal: at most 1.1), the probes that never
+// started, the CPU and allocations per probe against a bare connect+close
+// loop measured in the same run (goal: at most 1.5), peak RSS (goal: at
+// most 100 MiB) and the goroutines left after the rounds.
 func BenchmarkRoundBlackholed(b *testing.B) {
-	const (
-		n          = 10000
-		blackholed = n / 10
-	)
-	// The listeners, created 64 at a time (filling a black hole's queue
-	// waits for one connect to time out).
-	addrs := make([]netip.AddrPort, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, 64)
-	for i := range n {
-		wg.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			ip := fmt.Sprintf("127.2.%d.%d", i/250, i%250+1)
-			if i%(n/blackholed) == 0 {
-				addrs[i], errs[i] = targets.BlackholedTCP(b.Context(), ip)
-			} else {
-				addrs[i], errs[i] = targets.TCP(b.Context(), ip+":0")
-			}
-		})
-	}
-	wg.Wait()
+	const n = 10000
+	addrs, blackholed := blackholedTargets(b, n)
 	t := Targets{}
 	var live []netip.AddrPort
 	for i, ap := range addrs {
-		if errs[i] != nil {
-			b.Fatal(errs[i])
-		}
-		if i%(n/blackholed) != 0 {
+		if !blackholed[i] {
 			live = append(live, ap)
 		}
 		t.LoadBalancers = append(t.LoadBalancers, LoadBalancer{
@@ -128,6 +112,93 @@ func BenchmarkRoundBlackholed(b *testing.B) {
 	}
 }
 
+// blackholedTargets runs the listeners of BenchmarkRoundBlackholed in a
+// child process and returns their addresses; blackholed[i] is true for a
+// black hole. The child ends with the benchmark.
+func blackholedTargets(b *testing.B, n int) (addrs []netip.AddrPort, blackholed []bool) {
+	b.Helper()
+	cmd := exec.CommandContext(b.Context(), os.Args[0], "-test.run=^TestBlackholedTargetsServer$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", blackholedServerEnv, n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe() // closed when the benchmark ends: the child exits
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		kind, addr, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue // the test binary's own output
+		}
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil || (kind != "live" && kind != "blackholed") {
+			continue
+		}
+		addrs = append(addrs, ap)
+		blackholed = append(blackholed, kind == "blackholed")
+		if len(addrs) == n {
+			return addrs, blackholed
+		}
+	}
+	b.Fatalf("the listeners' process gave %d of %d addresses: %v", len(addrs), n, sc.Err())
+	return nil, nil
+}
+
+const blackholedServerEnv = "LBPROBE_BENCH_BLACKHOLED_TARGETS"
+
+// TestBlackholedTargetsServer is the child process of
+// BenchmarkRoundBlackholed (it does nothing in a plain test run): n
+// loopback listeners, one in ten a black hole, each printed as
+// "live|blackholed ip:port", kept until stdin closes.
+func TestBlackholedTargetsServer(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv(blackholedServerEnv))
+	if err != nil {
+		return // not the benchmark's child
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make([]netip.AddrPort, n)
+	errs := make([]error, n)
+	// Created 64 at a time (filling a black hole's queue waits for one
+	// connect to time out).
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 64)
+	for i := range n {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			ip := fmt.Sprintf("127.2.%d.%d", i/250, i%250+1)
+			if i%10 == 0 {
+				addrs[i], errs[i] = targets.BlackholedTCP(ctx, ip)
+			} else {
+				addrs[i], errs[i] = targets.TCP(ctx, ip+":0")
+			}
+		})
+	}
+	wg.Wait()
+	out := bufio.NewWriter(os.Stdout)
+	for i, ap := range addrs {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		kind := "live"
+		if i%10 == 0 {
+			kind = "blackholed"
+		}
+		fmt.Fprintf(out, "%s %s\n", kind, ap)
+	}
+	out.Flush()
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
 func roundBlackholed(b *testing.B, t Targets, concurrency int, floor float64) {
 	const (
 		blackholedShare = 0.1
@@ -139,15 +210,27 @@ func roundBlackholed(b *testing.B, t Targets, concurrency int, floor float64) {
 	e := NewEngine(Config{Concurrency: concurrency, Options: Options{ProbeTimeout: probeTimeout}}, SourceFunc(func() Targets { return t }))
 	var wall, cpu time.Duration
 	var started, notStarted, rounds int
-	b.ResetTimer()
-	for b.Loop() {
+	var mallocs, bytes uint64
+	probeRound := func() time.Duration {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
 		before, begin := cpuTime(b), time.Now()
 		r := e.Probe(b.Context(), scrape)
-		wall += time.Since(begin)
+		took := time.Since(begin)
 		cpu += cpuTime(b) - before
+		runtime.ReadMemStats(&m1)
+		mallocs += m1.Mallocs - m0.Mallocs
+		bytes += m1.TotalAlloc - m0.TotalAlloc
 		ns := r.NotStarted()
 		notStarted += ns
 		started += len(r.Jobs) - ns
+		waitIdle(b, e) // the round has handed its slow probes to the next
+		return took
+	}
+	first := probeRound()
+	b.ResetTimer()
+	for b.Loop() {
+		wall += probeRound()
 		rounds++
 	}
 	b.StopTimer()
@@ -155,12 +238,15 @@ func roundBlackholed(b *testing.B, t Targets, concurrency int, floor float64) {
 	perProbe := float64(cpu.Microseconds()) / float64(max(started, 1))
 	b.ReportMetric(float64(n), "targets")
 	b.ReportMetric(blackholedShare, "blackholed")
+	b.ReportMetric(first.Seconds(), "first-wall-s/round")
 	b.ReportMetric(wall.Seconds()/float64(rounds), "wall-s/round")
 	b.ReportMetric(wall.Seconds()/float64(rounds)/probeTimeout.Seconds(), "wall/probe-timeout")
-	b.ReportMetric(float64(notStarted)/float64(rounds), "not_started/round")
+	b.ReportMetric(float64(notStarted)/float64(rounds+1), "not_started/round")
 	b.ReportMetric(perProbe, "cpu-µs/probe")
 	b.ReportMetric(floor, "floor-cpu-µs/connect")
 	b.ReportMetric(perProbe/floor, "cpu/floor")
+	b.ReportMetric(float64(mallocs)/float64(max(started, 1)), "allocs/probe")
+	b.ReportMetric(float64(bytes)/float64(max(started, 1)), "B/probe")
 	b.ReportMetric(peakRSSMiB(b), "peak-RSS-MiB")
 	b.ReportMetric(float64(runtime.NumGoroutine()-baseline), "goroutines-left")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -283,4 +284,105 @@ func TestAutoConcurrency(t *testing.T) {
 			t.Errorf("AutoConcurrency(%d, %d) = %d, want %d", tt.limit, tt.reserved, got, tt.want)
 		}
 	}
+}
+
+// TestEngineStartsSlowJobsFirst: the probes that hung until their timeout
+// in the last round start first in the next, so that they wait side by side
+// with the fast ones; at most half the slots go to them.
+func TestEngineStartsSlowJobsFirst(t *testing.T) {
+	const n = 12
+	slow := map[uint16]bool{10009: true, 10010: true, 10011: true}
+	tcp := func(ctx context.Context, ap netip.AddrPort, _ *slog.Logger) probe.Result {
+		if slow[ap.Port()] {
+			<-ctx.Done()
+			return probe.Result{Reason: probe.ReasonTimeout, Err: ctx.Err()}
+		}
+		return probe.Result{Success: true}
+	}
+	for _, c := range []struct {
+		concurrency int
+		wantFirst   int // how many slow ones start first in the next round
+	}{{8, 3}, {4, 2}, {1, 0}} {
+		t.Run(fmt.Sprintf("concurrency=%d", c.concurrency), func(t *testing.T) {
+			targets := lbTargets(n)
+			e := NewEngine(Config{Concurrency: c.concurrency, Probers: Probers{TCP: tcp}, Options: Options{ProbeTimeout: 50 * time.Millisecond}},
+				SourceFunc(func() Targets { return targets }))
+			order := func() []uint16 {
+				r := e.newRound(e.Targets(), time.Second, e.logger)
+				r.startFirst(e.slow.Load(), cap(e.sem)/2)
+				var ports []uint16
+				for _, i := range r.order {
+					ports = append(ports, r.jobs[i].port.Port)
+				}
+				return ports
+			}
+			if o := order(); o[0] != 10000 || o[n-1] != 10011 {
+				t.Fatalf("before any round the order is %v, want the targets' order", o)
+			}
+			r := e.Probe(t.Context(), 5*time.Second)
+			if got := r.ProbeCounts()[[2]string{"tcp", "timeout"}]; got != len(slow) {
+				t.Fatalf("%d timeouts, want %d", got, len(slow))
+			}
+			waitIdle(t, e)
+			var want []uint16
+			for i := range c.wantFirst {
+				want = append(want, uint16(10009+i))
+			}
+			for i := range n {
+				if p := uint16(10000 + i); !slices.Contains(want, p) {
+					want = append(want, p)
+				}
+			}
+			if o := order(); !slices.Equal(o, want) {
+				t.Errorf("after a round the order is %v, want %v: %d slow ones first, then the rest in order", o, want, c.wantFirst)
+			}
+		})
+	}
+}
+
+// waitIdle waits until the engine has no round in flight (the last one has
+// handed its slow jobs over).
+func waitIdle(t testing.TB, e *Engine) {
+	t.Helper()
+	if err := poll.Until(t.Context(), 5*time.Second, time.Millisecond, func() error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if len(e.inflight) > 0 {
+			return errors.New("a round is in flight")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEngineWaitingProbesGiveWay: past maxActive, probes that wait on the
+// network let the next ones start, up to --probe.concurrency; without that
+// the probes after the first maxActive hanging ones would wait for their
+// timeouts.
+func TestEngineWaitingProbesGiveWay(t *testing.T) {
+	const hanging, fast = maxActive + 200, 100
+	var calls, done atomic.Int32
+	tcp := func(ctx context.Context, ap netip.AddrPort, _ *slog.Logger) probe.Result {
+		calls.Add(1)
+		if ap.Port() < 10000+hanging {
+			<-ctx.Done()
+			return probe.Result{Reason: probe.ReasonTimeout, Err: ctx.Err()}
+		}
+		done.Add(1)
+		return probe.Result{Success: true}
+	}
+	targets := lbTargets(hanging + fast)
+	e := NewEngine(Config{Concurrency: 1000, Probers: Probers{TCP: tcp}, Options: Options{ProbeTimeout: 3 * time.Second}},
+		SourceFunc(func() Targets { return targets }))
+	go e.Probe(t.Context(), 5*time.Second)
+	if err := poll.Until(t.Context(), 2*time.Second, 5*time.Millisecond, func() error {
+		if c, d := calls.Load(), done.Load(); c != hanging+fast || d != fast {
+			return fmt.Errorf("%d probes started, %d fast ones done; want all %d started and %d done before the hanging ones time out", c, d, hanging+fast, fast)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, e)
 }

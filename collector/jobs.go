@@ -83,7 +83,7 @@ type outcome struct {
 // are the interfaces every load balancer IP is ARP-probed on, routeCheck
 // adds a route lookup per IP.
 func buildJobs(t Targets, arpIfaces []string, routeCheck bool, nodeName string) []job {
-	var jobs []job
+	jobs := make([]job, 0, countJobs(t, arpIfaces, routeCheck))
 	for li, lb := range t.LoadBalancers {
 		for _, ip := range lb.IPs {
 			for _, p := range lb.Ports {
@@ -128,4 +128,28 @@ func buildJobs(t Targets, arpIfaces []string, routeCheck bool, nodeName string) 
 		jobs = append(jobs, job{kind: kindListener, lb: -1, host: -1, listener: gi, node: -1, ip: l.Address, port: Port{Port: l.Port, Protocol: "TCP"}})
 	}
 	return jobs
+}
+
+// countJobs is how many jobs buildJobs makes at most (UDP listeners are
+// not probed), so that it allocates once.
+func countJobs(t Targets, arpIfaces []string, routeCheck bool) int {
+	n := len(t.GatewayListeners) + len(t.Nodes)*len(arpIfaces)
+	perIP := len(arpIfaces)
+	if routeCheck {
+		perIP++
+	}
+	for _, lb := range t.LoadBalancers {
+		per := len(lb.Ports) + perIP
+		if lb.ICMP {
+			per++
+		}
+		n += len(lb.IPs) * per
+	}
+	for _, h := range t.Hostnames {
+		n += len(h.Servers)
+		for _, c := range h.TLS {
+			n += len(c.IPs)
+		}
+	}
+	return n
 }

@@ -127,7 +127,11 @@ type GatewayListener struct {
 // (hostname, source, namespace, name), their servers and TLS addresses. The
 // first occurrence wins.
 func (t Targets) dedupe() Targets {
-	out := Targets{}
+	out := Targets{
+		LoadBalancers:    make([]LoadBalancer, 0, len(t.LoadBalancers)),
+		Hostnames:        make([]Hostname, 0, len(t.Hostnames)),
+		GatewayListeners: make([]GatewayListener, 0, len(t.GatewayListeners)),
+	}
 	seenLB := make(map[[2]string]bool, len(t.LoadBalancers))
 	for _, lb := range t.LoadBalancers {
 		key := [2]string{lb.Namespace, lb.Service}

@@ -64,7 +64,7 @@ type ARPResult struct {
 // are not counted, so a host that holds ip itself does not show.
 func ARP(ctx context.Context, ip netip.Addr, opts ARPOptions, logger *slog.Logger) ARPResult {
 	start := time.Now()
-	logger = orDiscard(logger).With("prober", "arp", "target", ip.String(), "interface", opts.Interface)
+	logger = proberLogger(ctx, logger, func() []any { return []any{"prober", "arp", "target", ip.String(), "interface", opts.Interface} })
 	res := ARPResult{Interface: opts.Interface}
 	failed := func(reason Reason, err error) ARPResult {
 		logger.Debug("arp probe failed", "reason", reason, "err", err)

@@ -100,7 +100,7 @@ type DNSResult struct {
 // bounds both queries, including a TCP retry after a truncated UDP reply.
 func DNS(ctx context.Context, server string, name string, expect []netip.Addr, opts DNSOptions, logger *slog.Logger) DNSResult {
 	start := time.Now()
-	logger = orDiscard(logger).With("prober", "dns", "server", server, "name", name)
+	logger = proberLogger(ctx, logger, func() []any { return []any{"prober", "dns", "server", server, "name", name} })
 
 	qname, want, err := checkDNSInput(server, name, expect, opts)
 	if err != nil {

@@ -73,7 +73,7 @@ type ICMPResult struct {
 // to close its socket in the background.
 func ICMP(ctx context.Context, ip netip.Addr, opts ICMPOptions, logger *slog.Logger) ICMPResult {
 	start := time.Now()
-	logger = orDiscard(logger).With("prober", "icmp", "target", ip.String())
+	logger = proberLogger(ctx, logger, func() []any { return []any{"prober", "icmp", "target", ip.String()} })
 
 	modes, err := icmpModes(opts.Mode)
 	if err == nil {

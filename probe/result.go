@@ -98,6 +98,17 @@ func classifyNetError(err error) Reason {
 
 // orDiscard returns logger, or a logger that drops everything when logger is
 // nil, so that probers never have to nil-check.
+// proberLogger is logger (or a discarding one) with a prober's attributes,
+// which attrs builds only when the logger takes debug lines: the probers log
+// at debug level only, and a round runs thousands of them.
+func proberLogger(ctx context.Context, logger *slog.Logger, attrs func() []any) *slog.Logger {
+	logger = orDiscard(logger)
+	if !logger.Enabled(ctx, slog.LevelDebug) {
+		return logger
+	}
+	return logger.With(attrs()...)
+}
+
 func orDiscard(logger *slog.Logger) *slog.Logger {
 	if logger == nil {
 		return slog.New(slog.DiscardHandler)

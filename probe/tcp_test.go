@@ -3,8 +3,11 @@ package probe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -177,5 +180,36 @@ func BenchmarkTCP(b *testing.B) {
 		if res := TCP(ctx, addr, nil); !res.Success {
 			b.Fatalf("TCP(%s) failed: %v", addr, res.Err)
 		}
+	}
+}
+
+// TestTCPLeavesNoTimeWait: the probe closes with a reset, so that neither
+// side keeps the connection in TIME_WAIT (an ephemeral port held for a
+// minute per probe).
+func TestTCPLeavesNoTimeWait(t *testing.T) {
+	ap := listenTCP(t, "127.0.0.1:0")
+	for range 20 {
+		if r := TCP(t.Context(), ap, nil); !r.Success {
+			t.Fatalf("probe of %s failed: %v", ap, r.Err)
+		}
+	}
+	// /proc/net/tcp: local and remote address as hex ip:port, then the
+	// state; 06 is TIME_WAIT.
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 127.0.0.1:port as /proc/net/tcp writes it (the address in host byte order).
+	a := ap.Addr().As4()
+	addr := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], ap.Port())
+	n := 0
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[3] == "06" && (f[1] == addr || f[2] == addr) {
+			n++
+		}
+	}
+	if n != 0 {
+		t.Errorf("%d connections to %s in TIME_WAIT after 20 probes, want 0", n, ap)
 	}
 }

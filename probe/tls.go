@@ -44,7 +44,7 @@ type TLSResult struct {
 // handshake the VerifyReason. The phases are "connect" and "handshake".
 func TLS(ctx context.Context, addr netip.AddrPort, serverName string, opts TLSOptions, logger *slog.Logger) TLSResult {
 	start := time.Now()
-	logger = orDiscard(logger).With("prober", "tls", "target", addr.String(), "server_name", serverName)
+	logger = proberLogger(ctx, logger, func() []any { return []any{"prober", "tls", "target", addr.String(), "server_name", serverName} })
 	if err := checkAddrPort(addr); err != nil {
 		logger.Debug("invalid target", "err", err)
 		return TLSResult{Result: fail(start, ReasonError, err)}

@@ -19,7 +19,7 @@ import (
 // phase is "exchange".
 func UDPDNS(ctx context.Context, addr netip.AddrPort, logger *slog.Logger) Result {
 	start := time.Now()
-	logger = orDiscard(logger).With("prober", "udpdns", "target", addr.String())
+	logger = proberLogger(ctx, logger, func() []any { return []any{"prober", "udpdns", "target", addr.String()} })
 	if err := checkAddrPort(addr); err != nil {
 		logger.Debug("invalid target", "err", err)
 		return fail(start, ReasonError, err)
