@@ -21,6 +21,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/lbprobe/lbprobe/test/lbprobebin"
 	"github.com/lbprobe/lbprobe/test/poll"
@@ -50,6 +52,22 @@ var applyCases = []applyCase{
 				t.Fatalf("no Helm chart at deploy/%s: %v", chartDir, err)
 			}
 			out, err := render(t.Context(), variant{name: "helm/default", helm: []string{}}, ns)
+			if err != nil {
+				t.Fatalf("helm template --namespace %s: %v", ns, err)
+			}
+			objs, err := decode(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return objs
+		},
+	},
+	{
+		// A release name of its own: its ClusterRole and binding must not be helm/default's.
+		name: "helm/ci/sharded-values.yaml",
+		render: func(t *testing.T, ns string) []*unstructured.Unstructured {
+			out, err := runTool(t.Context(), tool(t, "helm"), "template", "lbprobe-sharded", chartDir, "--namespace", ns,
+				"-f", filepath.Join(chartDir, "ci", "sharded-values.yaml"))
 			if err != nil {
 				t.Fatalf("helm template --namespace %s: %v", ns, err)
 			}
@@ -123,12 +141,16 @@ func renderKustomizeInto(t *testing.T, dir, ns, suffix string) []*unstructured.U
 	return objs
 }
 
-// TestApply applies one kustomize and one Helm variant for real, each into a namespace of its
-// own, and checks the RBAC they grant their ServiceAccount:
+// TestApply applies one kustomize and two Helm variants (the default, and sharded) for real, each
+// into a namespace of its own, and checks the RBAC they grant their ServiceAccount:
 //   - kubectl auth can-i --as the ServiceAccount: yes for get/list/watch of every resource of
 //     the README's RBAC table (leases in kube-system only); no for create/update/patch/delete of
 //     services, leases, gateways, pods and secrets, for get/list secrets, list pods, and list
-//     leases in other namespaces;
+//     leases in other namespaces; statefulsets: get/list/watch in its own namespace only and only
+//     when sharded, never create/update/patch/delete;
+//   - sharded: lbprobe run with --pod=<statefulset>-1 and the ServiceAccount's token serves shard
+//     1 of the StatefulSet's replicas (lbprobe_shard_info) and follows a scale; without the
+//     sharding RoleBinding it refuses to start;
 //   - lbprobe run with the ServiceAccount's token becomes ready, reports every resource enabled
 //     and synced with no watch errors, and logs nothing forbidden;
 //   - negative control: without the leases RoleBinding, can-i says no and a fresh lbprobe does
@@ -184,9 +206,10 @@ func TestApply(t *testing.T) {
 				t.Fatalf("%s: no RoleBinding in kube-system binds %s", tc.name, as)
 			}
 
+			sharded := ws[0].kind == "StatefulSet"
 			t.Run("can-i", func(t *testing.T) {
 				begin := time.Now()
-				checks := canIChecks(rows, ns)
+				checks := append(canIChecks(rows, ns), shardingCanIChecks(ns, sharded)...)
 				type result struct {
 					got bool
 					err error
@@ -255,6 +278,12 @@ func TestApply(t *testing.T) {
 				}
 				p.Stop()
 			})
+
+			if sharded {
+				t.Run("sharding", func(t *testing.T) {
+					checkAutoSharding(t, a, bin, kubeconfig, as, ws[0], objs)
+				})
+			}
 
 			t.Run("negative-control", func(t *testing.T) {
 				begin := time.Now()
@@ -384,6 +413,110 @@ func canIChecks(rows []rbacRow, ns string) []canICheck {
 	return checks
 }
 
+// shardingCanIChecks are the checks of automatic sharding's access: get, list and watch
+// statefulsets in the workload's namespace when sharded, and nothing else of statefulsets.
+func shardingCanIChecks(ns string, sharded bool) []canICheck {
+	const res = "statefulsets.apps"
+	var checks []canICheck
+	for _, verb := range []string{"get", "list", "watch"} {
+		checks = append(checks, canICheck{verb, res, []string{"-n", ns}, sharded})
+	}
+	for _, verb := range []string{"create", "update", "patch", "delete"} {
+		checks = append(checks, canICheck{verb, res, []string{"-n", ns}, false})
+	}
+	return append(checks,
+		canICheck{"list", res, []string{"-n", "default"}, false},
+		canICheck{"list", res, []string{"-n", "kube-system"}, false},
+		canICheck{"list", res, []string{"-A"}, false})
+}
+
+// checkAutoSharding runs lbprobe in automatic mode as the applied variant's ServiceAccount (as,
+// kubeconfig), as pod 1 of its StatefulSet w: it must serve shard 1 of the StatefulSet's replicas,
+// follow a scale to 2 through its watch, and, without the sharding RoleBinding, refuse to start.
+func checkAutoSharding(t *testing.T, a *applier, bin, kubeconfig, as string, w workload, objs []*unstructured.Unstructured) {
+	t.Helper()
+	if bin == "" {
+		t.Skip("no lbprobe binary: $LBPROBE_BINARY is unset and go build failed (see TestBinary)")
+	}
+	ns, name := w.obj.GetNamespace(), w.obj.GetName()
+	replicas, _, _ := unstructured.NestedInt64(w.obj.Object, "spec", "replicas")
+	if replicas < 2 {
+		t.Fatalf("StatefulSet %s/%s: replicas %d, want at least 2", ns, name, replicas)
+	}
+	podArgs := []string{"--pod=" + name + "-1", "--pod-namespace=" + ns}
+	p := startLBProbe(t, bin, kubeconfig, podArgs...)
+	if err := p.waitReady(t.Context(), 30*time.Second); err != nil {
+		t.Fatalf("lbprobe %s as %s: %v", strings.Join(podArgs, " "), as, err)
+	}
+	want := func(total int64) error {
+		return poll.Until(t.Context(), 15*time.Second, 200*time.Millisecond, func() error {
+			shard, got, err := p.shardInfo(t.Context())
+			if err != nil {
+				return err
+			}
+			if shard != "1" || got != fmt.Sprint(total) {
+				return fmt.Errorf(`lbprobe_shard_info{shard=%q,total_shards=%q}, want {shard="1",total_shards="%d"}`, shard, got, total)
+			}
+			return nil
+		})
+	}
+	if err := want(replicas); err != nil {
+		t.Fatalf("lbprobe %s as %s: %v\n%s", strings.Join(podArgs, " "), as, err, p.Logs())
+	}
+	// kubectl scale: lbprobe's watch of the StatefulSet (list and watch by name) re-shards it.
+	cs, err := kubernetes.NewForConfig(cluster(t).RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.AppsV1().StatefulSets(ns).Patch(t.Context(), name, types.MergePatchType, []byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("scaling StatefulSet %s/%s to 2: %v", ns, name, err)
+	}
+	if err := want(2); err != nil {
+		t.Fatalf("after scaling StatefulSet %s/%s to 2, lbprobe as %s: %v\n%s", ns, name, as, err, p.Logs())
+	}
+	t.Logf("lbprobe %s as %s served shard 1 of %d, then of 2 after the scale", strings.Join(podArgs, " "), as, replicas)
+	if log := p.Logs(); strings.Contains(strings.ToLower(log), "forbidden") {
+		t.Errorf("lbprobe's log mentions forbidden:\n%s", log)
+	}
+	p.Stop()
+
+	// Negative control: without the sharding RoleBinding lbprobe cannot read its shard count.
+	var binding *unstructured.Unstructured
+	for _, u := range ofKind(objs, "RoleBinding") {
+		if u.GetLabels()["app.kubernetes.io/component"] == shardingComponent {
+			binding = u
+		}
+	}
+	if binding == nil {
+		t.Fatalf("no RoleBinding labelled app.kubernetes.io/component=%s", shardingComponent)
+	}
+	if err := a.delete(t.Context(), binding); err != nil {
+		t.Fatalf("deleting %s: %v", ref(binding), err)
+	}
+	err = poll.Until(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
+		got, err := canI(t, as, "get", "statefulsets.apps", "-n", ns)
+		if err == nil && !got {
+			return nil
+		}
+		return fmt.Errorf("%v (err %v), want no", yesNo(got), err)
+	})
+	if err != nil {
+		t.Fatalf("without %s, can-i get statefulsets -n %s: %v", ref(binding), ns, err)
+	}
+	p = startLBProbe(t, bin, kubeconfig, podArgs...)
+	select {
+	case <-p.Exited():
+		if p.ExitError() == nil || !strings.Contains(p.Logs(), "forbidden") {
+			t.Errorf("without %s, lbprobe %s exited with %v, want an error saying forbidden; log:\n%s", ref(binding), strings.Join(podArgs, " "), p.ExitError(), p.Logs())
+		} else {
+			t.Logf("without %s, lbprobe %s exits: %v", ref(binding), strings.Join(podArgs, " "), p.ExitError())
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("without %s, lbprobe %s still runs after 15s: the sharding RBAC check cannot fail; log:\n%s", ref(binding), strings.Join(podArgs, " "), p.Logs())
+	}
+	p.Stop()
+}
+
 // canI runs kubectl auth can-i as the admin impersonating user as.
 func canI(t *testing.T, as, verb, resource string, scope ...string) (bool, error) {
 	t.Helper()
@@ -422,8 +555,9 @@ type lbprobeProc struct {
 }
 
 // startLBProbe runs lbprobe with Kubernetes discovery through kubeconfig, Cilium's leases in
-// kube-system, a minimal config and a free loopback port. It is stopped when the test ends.
-func startLBProbe(t *testing.T, bin, kubeconfig string) *lbprobeProc {
+// kube-system, a minimal config, a free loopback port and the extra flags. It is stopped when the
+// test ends.
+func startLBProbe(t *testing.T, bin, kubeconfig string, extra ...string) *lbprobeProc {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "lbprobe.yml")
@@ -437,10 +571,10 @@ func startLBProbe(t *testing.T, bin, kubeconfig string) *lbprobeProc {
 	addr := l.Addr().String()
 	l.Close()
 	p := &lbprobeProc{base: "http://" + addr, hc: &http.Client{Timeout: 15 * time.Second}}
-	p.Process = lbprobebin.Start(t, lbprobebin.StartOptions{Binary: bin, Dir: dir, Args: []string{
+	p.Process = lbprobebin.Start(t, lbprobebin.StartOptions{Binary: bin, Dir: dir, Args: append([]string{
 		"--kube.enabled=true", "--kubeconfig=" + kubeconfig, "--cilium.namespace=kube-system",
 		"--web.listen-address=" + addr, "--config.file=" + cfg,
-	}})
+	}, extra...)})
 	t.Cleanup(p.hc.CloseIdleConnections)
 	return p
 }
@@ -483,6 +617,35 @@ func (p *lbprobeProc) waitReady(ctx context.Context, timeout time.Duration) erro
 		return fmt.Errorf("/-/ready: %w; log:\n%s", err, p.Logs())
 	}
 	return nil
+}
+
+// shardInfo returns the shard and total_shards labels of lbprobe_shard_info.
+func (p *lbprobeProc) shardInfo(ctx context.Context) (shard, total string, err error) {
+	code, body, err := p.get(ctx, "/metrics")
+	if err != nil {
+		return "", "", err
+	}
+	if code != http.StatusOK {
+		return "", "", fmt.Errorf("/metrics: %d: %s", code, truncate(string(body), 500))
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		return "", "", fmt.Errorf("parsing /metrics: %w", err)
+	}
+	f, ok := fams["lbprobe_shard_info"]
+	if !ok || len(f.GetMetric()) != 1 {
+		return "", "", fmt.Errorf("want one lbprobe_shard_info series, got %v", f.GetMetric())
+	}
+	for _, l := range f.GetMetric()[0].GetLabel() {
+		switch l.GetName() {
+		case "shard":
+			shard = l.GetValue()
+		case "total_shards":
+			total = l.GetValue()
+		}
+	}
+	return shard, total, nil
 }
 
 // scrape returns the lbprobe_kubernetes_* series by name and resource label.

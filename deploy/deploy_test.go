@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -235,6 +236,9 @@ type variant struct {
 	// remediation: lease remediation is on, with its RBAC (labelled
 	// app.kubernetes.io/component=lease-remediation).
 	remediation bool
+	// shards: a kustomize variant runs a StatefulSet of this many shards (automatic sharding,
+	// --pod); 0: not sharded. A Helm variant's comes from its values (chartValuesOf).
+	shards int
 }
 
 func (v variant) isHelm() bool { return v.dir == "" }
@@ -250,6 +254,8 @@ var kustomizeVariants = []variant{
 	{name: "kustomize/overlays/l2-daemonset", dir: "kustomize/overlays/l2-daemonset"},
 	{name: "kustomize/overlays/lan-host", dir: "kustomize/overlays/lan-host", accessOnly: true},
 	{name: "kustomize/overlays/in-cluster-remediation", dir: "kustomize/overlays/in-cluster-remediation", remediation: true},
+	{name: "kustomize/overlays/sharded", dir: "kustomize/overlays/sharded", shards: 3},
+	{name: "kustomize/overlays/sharded-remediation", dir: "kustomize/overlays/sharded-remediation", shards: 3, remediation: true},
 }
 
 var helmVariantsOnce struct {
@@ -447,6 +453,49 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// TestRenderRejects renders the chart with values it must refuse and checks that helm template
+// fails with the message that names the problem: sharding a DaemonSet (every node must ARP every
+// IP), one shard or a fraction of one, sharding without Kubernetes discovery, an unknown mode.
+func TestRenderRejects(t *testing.T) {
+	t.Parallel()
+	fraction := filepath.Join(t.TempDir(), "fraction-values.yaml")
+	if err := os.WriteFile(fraction, []byte("sharding:\n  enabled: true\n  shards: 2.5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"daemonset-sharded", []string{"--set", "mode=daemonset", "--set", "sharding.enabled=true"},
+			"sharding.enabled with mode: daemonset: the DaemonSet is not sharded"},
+		{"one-shard", []string{"--set", "sharding.enabled=true", "--set", "sharding.shards=1"},
+			"sharding.shards: 1: shard into at least 2"},
+		{"no-shards", []string{"--set", "sharding.enabled=true", "--set", "sharding.shards=0"},
+			"sharding.shards: 0: shard into at least 2"},
+		{"words", []string{"--set", "sharding.enabled=true", "--set", "sharding.shards=three"},
+			`sharding.shards: "three" is not a whole number of shards`},
+		{"fraction", []string{"-f", fraction},
+			`sharding.shards: "2.5" is not a whole number of shards`},
+		{"no-kube", []string{"--set", "sharding.enabled=true", "--set", "kube.enabled=false"},
+			"sharding.enabled needs Kubernetes discovery"},
+		{"bad-mode", []string{"--set", "mode=statefulset"},
+			`mode: "statefulset" is not valid`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"template", "lbprobe", chartDir, "--namespace", renderNamespace}, tc.args...)
+			out, err := runTool(t.Context(), tool(t, "helm"), args...)
+			if err == nil {
+				t.Fatalf("helm template %s rendered (%d bytes), want it to fail with %q", strings.Join(tc.args, " "), len(out), tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("helm template %s failed, but not with %q:\n%v", strings.Join(tc.args, " "), tc.want, err)
+			}
+		})
+	}
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Server-side dry-run.
 
@@ -600,7 +649,7 @@ func TestDryRun(t *testing.T) {
 			}
 			toolName := map[bool]string{false: "kustomize", true: "helm"}[helm]
 			for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-				"Deployment", "DaemonSet", "Service", "ServiceMonitor", "PrometheusRule", "NetworkPolicy"} {
+				"Deployment", "DaemonSet", "StatefulSet", "Service", "ServiceMonitor", "PrometheusRule", "NetworkPolicy"} {
 				if !seen[kind] {
 					t.Errorf("%s: no variant renders a %s, so none is validated", toolName, kind)
 				}
@@ -796,18 +845,22 @@ func checkAccessOnly(t *testing.T, v variant, objs []*unstructured.Unstructured,
 	}
 	// The ServiceAccount stands in for the workload that would use it.
 	w := workload{obj: sas[0], kind: "ServiceAccount", spec: corev1.PodSpec{ServiceAccountName: sas[0].GetName()}}
-	checkRBAC(t, v, objs, w, rows)
+	checkRBAC(t, v, objs, w, rows, 0)
 	checkPrometheusRule(t, v, objs, groups)
 }
 
 // TestInvariants checks every variant's objects:
 //   - exactly one lbprobe workload (Deployment, or DaemonSet for l2-daemonset and Helm's
-//     daemonset mode), every container of which (init containers too) runs with runAsNonRoot
+//     daemonset mode, or StatefulSet for a sharded variant), every container of which (init containers too) runs with runAsNonRoot
 //     (a DaemonSet may instead add exactly NET_RAW), allowPrivilegeEscalation=false,
 //     readOnlyRootFilesystem=true, capabilities.drop [ALL], seccompProfile RuntimeDefault, not
 //     privileged, resource requests (cpu, memory) and limits (memory), and the lbprobe
 //     containers have liveness /-/healthy and readiness /-/ready on a declared port;
 //   - a DaemonSet has hostNetwork, NODE_NAME from spec.nodeName and a control-plane toleration;
+//   - a sharded variant's StatefulSet has the variant's number of shards as replicas, the
+//     --pod=$(POD_NAME) flags with their env from the downward API and the sharding Role
+//     (get/list/watch statefulsets in its namespace, nothing more), its remediation one leader
+//     Lease per shard; an unsharded variant none of that (checkSharding, checkShardingRBAC);
 //   - every Role and ClusterRole rule has verbs in {get, list, watch} and no wildcards; the
 //     ClusterRole bound to the workload's ServiceAccount grants exactly the README table's
 //     cluster rows, the Role for leases (the table's namespaced row) is in kube-system (the
@@ -816,8 +869,9 @@ func checkAccessOnly(t *testing.T, v variant, objs []*unstructured.Unstructured,
 //   - the Service selects the pods, the ServiceMonitor selects the Service and its port, the
 //     job label it produces is the mixin's job="lbprobe", the NetworkPolicy selects the pods,
 //     and --config.file is a key of a rendered ConfigMap mounted at its folder;
-//   - the lbprobe binary accepts the container's args and that config file (--config.check):
-//     no unknown flag, no bad regular expression, no unknown config key.
+//   - the lbprobe binary accepts the container's args, $(VAR) expanded as the kubelet does, and
+//     that config file (--config.check): no unknown flag, no bad regular expression, no unknown
+//     config key.
 func TestInvariants(t *testing.T) {
 	t.Parallel()
 	rows := readmeRBAC(t)
@@ -861,7 +915,9 @@ func TestInvariants(t *testing.T) {
 			if w.kind == "DaemonSet" {
 				checkDaemonSet(t, v, w)
 			}
-			checkRBAC(t, v, objs, w, rows)
+			shards := wantShards(t, v)
+			checkSharding(t, v, objs, w, shards)
+			checkRBAC(t, v, objs, w, rows, shards)
 			checkPrometheusRule(t, v, objs, groups)
 			checkWiring(t, v, objs, w, groups)
 			if bin != "" {
@@ -876,7 +932,8 @@ var missingFileRe = regexp.MustCompile(`: no such file "([^"]+)"`)
 // checkArgsAndConfig runs the lbprobe binary with each container's args and --config.check, the
 // config file taken from the rendered ConfigMap: lbprobe must accept every flag (kingpin exits 2
 // on an unknown one or a bad regular expression) and the configuration, except files that
-// another volume of the pod provides.
+// another volume of the pod provides. The args' $(VAR) references are expanded first, as the
+// kubelet does (podEnv): lbprobe sees --pod=lbprobe-0, not --pod=$(POD_NAME).
 func checkArgsAndConfig(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload, bin string) {
 	t.Helper()
 	for _, c := range w.spec.Containers {
@@ -885,7 +942,11 @@ func checkArgsAndConfig(t *testing.T, v variant, objs []*unstructured.Unstructur
 			t.Errorf("%s: command %v overrides the image's ENTRYPOINT (the lbprobe binary)", at, c.Command)
 			continue
 		}
+		env := podEnv(w, c)
 		args := slices.Clone(c.Args)
+		for i, a := range args {
+			args[i] = expandEnvRefs(a, env)
+		}
 		for i, a := range args {
 			file, ok := strings.CutPrefix(a, "--config.file=")
 			if !ok {
@@ -926,6 +987,68 @@ func checkArgsAndConfig(t *testing.T, v variant, objs []*unstructured.Unstructur
 	}
 }
 
+// podEnv is the environment a pod of w would give container c, as far as it is known without a
+// cluster: literal values, and the downward API's pod name (<statefulset>-0 for a StatefulSet),
+// namespace and node name.
+func podEnv(w workload, c corev1.Container) map[string]string {
+	name := w.obj.GetName() + "-7d4b9c8f6d-x2x4z" // a Deployment's pod
+	switch w.kind {
+	case "StatefulSet":
+		name = w.obj.GetName() + "-0"
+	case "DaemonSet":
+		name = w.obj.GetName() + "-x2x4z"
+	}
+	fields := map[string]string{
+		"metadata.name":      name,
+		"metadata.namespace": namespaceOr(w.obj, renderNamespace),
+		"spec.nodeName":      "node-0",
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = expandEnvRefs(e.Value, env) // an env value may name the ones before it
+		case e.ValueFrom.FieldRef != nil:
+			if val, ok := fields[e.ValueFrom.FieldRef.FieldPath]; ok {
+				env[e.Name] = val
+			}
+		}
+	}
+	return env
+}
+
+// expandEnvRefs expands $(VAR) in s as the kubelet expands a container's command, args and env:
+// $(VAR) of a known VAR becomes its value, $$ becomes $, and anything else stays as it is.
+func expandEnvRefs(s string, env map[string]string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			if end := strings.IndexByte(s[i+2:], ')'); end >= 0 {
+				name := s[i+2 : i+2+end]
+				if val, ok := env[name]; ok {
+					b.WriteString(val)
+				} else {
+					b.WriteString(s[i : i+3+end])
+				}
+				i += 2 + end
+				continue
+			}
+			b.WriteByte('$')
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
+}
+
 // configFileData returns the content of the config file at path from the rendered ConfigMap
 // mounted at its folder.
 func configFileData(w workload, c corev1.Container, objs []*unstructured.Unstructured, path string) (string, error) {
@@ -951,40 +1074,91 @@ func configFileData(w workload, c corev1.Container, objs []*unstructured.Unstruc
 }
 
 // wantWorkloadKind is DaemonSet for the l2-daemonset overlay and for the chart with mode
-// daemonset (from --set, the values file, or the chart's values.yaml), else Deployment.
+// daemonset (from --set, the values file, or the chart's values.yaml), StatefulSet for a sharded
+// variant, else Deployment.
 func wantWorkloadKind(t *testing.T, v variant) string {
 	t.Helper()
-	kind := map[bool]string{false: "Deployment", true: "DaemonSet"}
 	if !v.isHelm() {
-		return kind[strings.Contains(v.dir, "daemonset")]
+		switch {
+		case strings.Contains(v.dir, "daemonset"):
+			return "DaemonSet"
+		case v.shards > 0:
+			return "StatefulSet"
+		}
+		return "Deployment"
 	}
-	modeOf := func(file string) string {
+	switch vals := chartValuesOf(t, v); {
+	case vals.Mode == "daemonset":
+		return "DaemonSet"
+	case vals.Sharding.Enabled:
+		return "StatefulSet"
+	}
+	return "Deployment"
+}
+
+// chartValues are the chart values the tests derive their expectations from.
+type chartValues struct {
+	Mode     string `yaml:"mode"`
+	Sharding struct {
+		Enabled bool `yaml:"enabled"`
+		Shards  int  `yaml:"shards"`
+	} `yaml:"sharding"`
+}
+
+// chartValuesOf reads the chart's values.yaml, then each -f file and --set of a Helm variant over
+// it, as Helm does (for the keys of chartValues only).
+func chartValuesOf(t *testing.T, v variant) chartValues {
+	t.Helper()
+	var vals chartValues
+	read := func(file string) {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var values struct {
-			Mode string `yaml:"mode"`
-		}
-		if err := yaml.Unmarshal(data, &values); err != nil {
+		// Keys absent from the file keep their value.
+		if err := yaml.Unmarshal(data, &vals); err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
-		return values.Mode
 	}
-	mode := modeOf(filepath.Join(chartDir, "values.yaml"))
+	read(filepath.Join(chartDir, "values.yaml"))
 	for i := 0; i+1 < len(v.helm); i += 2 {
 		switch v.helm[i] {
 		case "-f":
-			if m := modeOf(v.helm[i+1]); m != "" {
-				mode = m
-			}
+			read(v.helm[i+1])
 		case "--set":
-			if m, ok := strings.CutPrefix(v.helm[i+1], "mode="); ok {
-				mode = m
+			for kv := range strings.SplitSeq(v.helm[i+1], ",") {
+				key, val, _ := strings.Cut(kv, "=")
+				switch key {
+				case "mode":
+					vals.Mode = val
+				case "sharding.enabled":
+					vals.Sharding.Enabled = val == "true"
+				case "sharding.shards":
+					n, err := strconv.Atoi(val)
+					if err != nil {
+						t.Fatalf("%s: --set %s: %v", v.name, kv, err)
+					}
+					vals.Sharding.Shards = n
+				}
 			}
 		}
 	}
-	return kind[mode == "daemonset"]
+	return vals
+}
+
+// wantShards is the number of shards a variant runs, 0 when it is not sharded.
+func wantShards(t *testing.T, v variant) int {
+	t.Helper()
+	if !v.isHelm() {
+		return v.shards
+	}
+	if vals := chartValuesOf(t, v); vals.Sharding.Enabled {
+		if vals.Sharding.Shards < 1 {
+			t.Fatalf("%s: sharding.enabled with sharding.shards %d", v.name, vals.Sharding.Shards)
+		}
+		return vals.Sharding.Shards
+	}
+	return 0
 }
 
 func checkPodSecurity(t *testing.T, v variant, w workload) {
@@ -1126,9 +1300,11 @@ const remediationComponent = "lease-remediation"
 // checkRemediationRBAC checks the write access of lease remediation: only
 // in a variant that turns it on, and exactly README's "Lease remediation"
 // grants (delete leases in the Cilium namespace, Events, the leader Lease
-// in lbprobe's namespace), bound to lbprobe's ServiceAccount. It returns
-// objs without those objects.
-func checkRemediationRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload) []*unstructured.Unstructured {
+// in lbprobe's namespace), bound to lbprobe's ServiceAccount. Get and update
+// of the leader Lease are restricted to its name, lbprobe-remediation, or with
+// shards to one Lease per shard, lbprobe-remediation-shard-0 to -<shards-1>.
+// It returns objs without those objects.
+func checkRemediationRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload, shards int) []*unstructured.Unstructured {
 	t.Helper()
 	var rest, rem []*unstructured.Unstructured
 	for _, u := range objs {
@@ -1202,12 +1378,256 @@ func checkRemediationRBAC(t *testing.T, v variant, objs []*unstructured.Unstruct
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s: lease remediation grants\n  %v\nwant\n  %v", v.name, got, want)
 	}
+
+	// The leader Lease by name: grantsOf does not see resourceNames.
+	wantLeases := []string{"lbprobe-remediation"}
+	if shards > 0 {
+		wantLeases = nil
+		for i := range shards {
+			wantLeases = append(wantLeases, fmt.Sprintf("lbprobe-remediation-shard-%d", i))
+		}
+	}
+	slices.Sort(wantLeases)
+	named := 0
+	for key, rules := range roles {
+		if !strings.HasPrefix(key, "Role "+wns+"/") {
+			continue
+		}
+		for i, r := range rules {
+			if !slices.Contains(r.APIGroups, "coordination.k8s.io") || !slices.Contains(r.Resources, "leases") {
+				continue
+			}
+			names := slices.Sorted(slices.Values(r.ResourceNames))
+			switch {
+			case slices.Contains(r.Verbs, "get") || slices.Contains(r.Verbs, "update"):
+				named++
+				if !slices.Equal(names, wantLeases) {
+					t.Errorf("%s: %s rule %d: get/update leases %v, want only the leader Lease%s %v", v.name, key, i, names, map[bool]string{false: "", true: "s"}[shards > 0], wantLeases)
+				}
+			case slices.Contains(r.Verbs, "create") && len(names) > 0:
+				t.Errorf("%s: %s rule %d: create restricted to %v: the API server cannot restrict create by name", v.name, key, i, names)
+			}
+		}
+	}
+	if named == 0 {
+		t.Errorf("%s: no rule grants get/update of the leader Lease in %s", v.name, wns)
+	}
 	return rest
 }
 
-func checkRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload, rows []rbacRow) {
+// shardingComponent labels the RBAC of automatic sharding.
+const shardingComponent = "sharding"
+
+// checkShardingRBAC checks the RBAC of automatic sharding (--pod): in a sharded
+// variant exactly get, list and watch of statefulsets (apps), in the
+// workload's namespace only, without resourceNames, bound to lbprobe's
+// ServiceAccount and labelled app.kubernetes.io/component=sharding; in any
+// other variant, no grant of statefulsets at all. It returns objs without
+// the sharding objects.
+func checkShardingRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload, shards int) []*unstructured.Unstructured {
 	t.Helper()
-	objs = checkRemediationRBAC(t, v, objs, w)
+	var rest, sh []*unstructured.Unstructured
+	for _, u := range objs {
+		if u.GetLabels()["app.kubernetes.io/component"] == shardingComponent && strings.HasPrefix(u.GetAPIVersion(), "rbac.authorization.k8s.io/") {
+			sh = append(sh, u)
+		} else {
+			rest = append(rest, u)
+		}
+	}
+	rulesOf := func(u *unstructured.Unstructured) []rbacv1.PolicyRule {
+		switch u.GetKind() {
+		case "ClusterRole":
+			return fromUnstructured[rbacv1.ClusterRole](t, v, u).Rules
+		case "Role":
+			return fromUnstructured[rbacv1.Role](t, v, u).Rules
+		}
+		return nil
+	}
+	// Outside the sharding objects nothing may grant statefulsets, sharded or not.
+	for _, u := range rest {
+		for i, r := range rulesOf(u) {
+			if slices.Contains(r.Resources, "statefulsets") || slices.Contains(r.Resources, "*") && slices.Contains(r.APIGroups, "apps") {
+				t.Errorf("%s: %s rule %d grants statefulsets outside the sharding RBAC (app.kubernetes.io/component=%s)", v.name, ref(u), i, shardingComponent)
+			}
+		}
+	}
+	if shards == 0 {
+		for _, u := range sh {
+			t.Errorf("%s: %s: sharding's RBAC in a variant that is not sharded", v.name, ref(u))
+		}
+		return rest
+	}
+	wns := namespaceOr(w.obj, renderNamespace)
+	roles := map[string][]rbacv1.PolicyRule{} // "Kind ns/name"
+	for _, u := range sh {
+		switch u.GetKind() {
+		case "Role":
+			roles["Role "+namespaceOr(u, renderNamespace)+"/"+u.GetName()] = rulesOf(u)
+		case "ClusterRole":
+			t.Errorf("%s: %s: sharding needs no cluster-wide access, only its StatefulSet's namespace", v.name, ref(u))
+		}
+	}
+	got := map[string]grants{} // namespace -> grants bound to lbprobe's ServiceAccount
+	for _, u := range sh {
+		switch u.GetKind() {
+		case "RoleBinding":
+			b := fromUnstructured[rbacv1.RoleBinding](t, v, u)
+			ns := namespaceOr(u, renderNamespace)
+			if !bindsSA(b.Subjects, wns, w.spec.ServiceAccountName) {
+				t.Errorf("%s: %s does not bind lbprobe's ServiceAccount %s/%s", v.name, ref(u), wns, w.spec.ServiceAccountName)
+				continue
+			}
+			rules, ok := roles[b.RoleRef.Kind+" "+ns+"/"+b.RoleRef.Name]
+			if !ok {
+				t.Errorf("%s: %s binds %s %s, which is not rendered with it", v.name, ref(u), b.RoleRef.Kind, b.RoleRef.Name)
+			}
+			for i, r := range rules {
+				if len(r.ResourceNames) > 0 {
+					t.Errorf("%s: Role %s/%s rule %d: resourceNames %v (the contract of --pod: the namespace's statefulsets)", v.name, ns, b.RoleRef.Name, i, r.ResourceNames)
+				}
+			}
+			if got[ns] == nil {
+				got[ns] = grants{}
+			}
+			for k, verbs := range grantsOf(rules) {
+				got[ns][k] = slices.Compact(slices.Sorted(slices.Values(append(got[ns][k], verbs...))))
+			}
+		case "ClusterRoleBinding":
+			t.Errorf("%s: %s: sharding needs no cluster-wide access", v.name, ref(u))
+		}
+	}
+	want := map[string]grants{wns: {"apps/statefulsets": {"get", "list", "watch"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: automatic sharding grants lbprobe's ServiceAccount\n  %v\nwant (the StatefulSet's namespace)\n  %v", v.name, got, want)
+	}
+	return rest
+}
+
+// checkSharding checks automatic sharding (deploy/README.md "Sharding"). A sharded variant runs a
+// StatefulSet of exactly shards replicas, podManagementPolicy Parallel, whose serviceName is a
+// rendered Service of its namespace selecting its pods (and the pods' labels are the workload's);
+// its lbprobe container has the args --pod=$(POD_NAME) and --pod-namespace=$(POD_NAMESPACE) and
+// POD_NAME and POD_NAMESPACE from the downward API (metadata.name, metadata.namespace), and no
+// --shard or --total-shards, which --pod overrides. A kustomize StatefulSet's pod is otherwise
+// the base Deployment's. Any other variant has none of these: no StatefulSet, no sharding flag,
+// no POD_NAME.
+func checkSharding(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload, shards int) {
+	t.Helper()
+	at := v.name + ": " + ref(w.obj)
+	shardFlag := func(a string) bool {
+		for _, f := range []string{"--pod", "--pod-namespace", "--shard", "--total-shards"} {
+			if a == f || strings.HasPrefix(a, f+"=") {
+				return true
+			}
+		}
+		return false
+	}
+	if shards == 0 {
+		if w.kind == "StatefulSet" {
+			t.Errorf("%s: a StatefulSet in a variant that is not sharded", at)
+		}
+		for _, c := range w.spec.Containers {
+			for _, a := range c.Args {
+				if shardFlag(a) {
+					t.Errorf("%s: container %s: %s in a variant that is not sharded", at, c.Name, a)
+				}
+			}
+			if slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "POD_NAME" }) {
+				t.Errorf("%s: container %s: POD_NAME in a variant that is not sharded", at, c.Name)
+			}
+		}
+		return
+	}
+	if w.kind != "StatefulSet" {
+		t.Errorf("%s: a sharded variant needs a StatefulSet: the pod's ordinal is its shard", at)
+		return
+	}
+	sts := fromUnstructured[appsv1.StatefulSet](t, v, w.obj)
+	if sts.Spec.Replicas == nil || int(*sts.Spec.Replicas) != shards {
+		got := "unset"
+		if sts.Spec.Replicas != nil {
+			got = strconv.Itoa(int(*sts.Spec.Replicas))
+		}
+		t.Errorf("%s: replicas %s, want %d (the number of shards)", at, got, shards)
+	}
+	if sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		t.Errorf("%s: podManagementPolicy %q, want Parallel: shards do not wait for one another", at, sts.Spec.PodManagementPolicy)
+	}
+	governed := false
+	for _, u := range ofKind(objs, "Service") {
+		svc := fromUnstructured[corev1.Service](t, v, u)
+		if svc.Name == sts.Spec.ServiceName && namespaceOr(u, renderNamespace) == namespaceOr(w.obj, renderNamespace) &&
+			len(svc.Spec.Selector) > 0 && labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(w.meta.Labels)) {
+			governed = true
+		}
+	}
+	if !governed {
+		t.Errorf("%s: serviceName %q is no rendered Service of its namespace selecting its pods", at, sts.Spec.ServiceName)
+	}
+	fieldEnv := map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+	for _, c := range w.spec.Containers {
+		var flags []string
+		for _, a := range c.Args {
+			if shardFlag(a) {
+				flags = append(flags, a)
+			}
+		}
+		if want := []string{"--pod=$(POD_NAME)", "--pod-namespace=$(POD_NAMESPACE)"}; !slices.Equal(flags, want) {
+			t.Errorf("%s: container %s: sharding flags %q, want %q", at, c.Name, flags, want)
+		}
+		for name, path := range fieldEnv {
+			var found []corev1.EnvVar
+			for _, e := range c.Env {
+				if e.Name == name {
+					found = append(found, e)
+				}
+			}
+			if len(found) != 1 || found[0].ValueFrom == nil || found[0].ValueFrom.FieldRef == nil || found[0].ValueFrom.FieldRef.FieldPath != path {
+				t.Errorf("%s: container %s: want one %s from fieldRef %s (the downward API), got %+v", at, c.Name, name, path, found)
+			}
+		}
+	}
+	if !v.isHelm() {
+		checkShardedPodIsBase(t, v, sts)
+	}
+}
+
+// checkShardedPodIsBase checks that a kustomize StatefulSet's pod template is the base
+// Deployment's, but for what sharding adds (the --pod flags, POD_NAME, POD_NAMESPACE) and lease
+// remediation adds (--remediate.leases): the overlay copies the pod, which must not drift.
+func checkShardedPodIsBase(t *testing.T, v variant, sts *appsv1.StatefulSet) {
+	t.Helper()
+	base, err := renderObjects(kustomizeVariants[0])
+	if err != nil {
+		t.Fatalf("%s: rendering the base: %v", v.name, err)
+	}
+	deps := ofKind(base, "Deployment")
+	if len(deps) != 1 {
+		t.Fatalf("%s: the base renders %d Deployments, want 1", v.name, len(deps))
+	}
+	want := fromUnstructured[appsv1.Deployment](t, v, deps[0]).Spec.Template
+	got := *sts.Spec.Template.DeepCopy()
+	for i := range got.Spec.Containers {
+		c := &got.Spec.Containers[i]
+		c.Args = slices.DeleteFunc(c.Args, func(a string) bool {
+			return strings.HasPrefix(a, "--pod=") || strings.HasPrefix(a, "--pod-namespace=") || strings.HasPrefix(a, "--remediate.leases=")
+		})
+		c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "POD_NAME" || e.Name == "POD_NAMESPACE" })
+		if len(c.Env) == 0 {
+			c.Env = nil
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		g, _ := json.MarshalIndent(got, "", "  ")
+		w, _ := json.MarshalIndent(want, "", "  ")
+		t.Errorf("%s: StatefulSet %s/%s's pod template, without what sharding and remediation add, differs from kustomize/base's Deployment's:\n--- got\n%s\n--- want\n%s", v.name, sts.Namespace, sts.Name, g, w)
+	}
+}
+
+func checkRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured, w workload, rows []rbacRow, shards int) {
+	t.Helper()
+	objs = checkRemediationRBAC(t, v, objs, w, shards)
+	objs = checkShardingRBAC(t, v, objs, w, shards)
 	if slices.ContainsFunc(w.spec.Containers, func(c corev1.Container) bool { return slices.Contains(c.Args, "--kube.enabled=false") }) {
 		for _, kind := range []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
 			for _, u := range ofKind(objs, kind) {

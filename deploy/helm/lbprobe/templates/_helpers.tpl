@@ -147,6 +147,10 @@ lbprobe's command-line flags, a YAML list.
 {{- if include "lbprobe.remediation" . }}
 - {{ printf "--remediate.leases=%s" .Values.remediation.mode | quote }}
 {{- end }}
+{{- if include "lbprobe.sharded" . }}
+- --pod=$(POD_NAME)
+- --pod-namespace=$(POD_NAMESPACE)
+{{- end }}
 {{- with .Values.extraArgs }}
 {{ toYaml . }}
 {{- end }}
@@ -161,6 +165,21 @@ Whether lease remediation is on or in dry-run ("true"); it needs Kubernetes disc
 {{- fail (printf "remediation.mode: %q is not off, dry-run or on" $mode) }}
 {{- end }}
 {{- if and (ne $mode "off") (include "lbprobe.kubeEnabled" .) }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether the targets are sharded ("true" or ""): a StatefulSet of sharding.shards pods instead of the
+Deployment, each pod its own shard (--pod). validateValues rejects it in daemonset mode.
+*/}}
+{{- define "lbprobe.sharded" -}}
+{{- if .Values.sharding.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The number of shards, an int (validateValues has checked sharding.shards).
+*/}}
+{{- define "lbprobe.shards" -}}
+{{- int .Values.sharding.shards }}
 {{- end }}
 
 {{/*
@@ -207,5 +226,20 @@ Checks the values; fails with a message naming the value.
 {{- end }}
 {{- if not .Values.service.port }}
 {{- fail "\n\nservice.port is required: lbprobe listens on it (--web.listen-address)." }}
+{{- end }}
+{{- if .Values.sharding.enabled }}
+{{- if eq .Values.mode "daemonset" }}
+{{- fail "\n\nsharding.enabled with mode: daemonset: the DaemonSet is not sharded, every node must ARP every LoadBalancer IP. Shard a mode: deployment release (a StatefulSet), and keep the DaemonSet as a release of its own without sharding." }}
+{{- end }}
+{{- if not (include "lbprobe.kubeEnabled" .) }}
+{{- fail "\n\nsharding.enabled needs Kubernetes discovery (kube.enabled true or auto): each pod reads the number of shards from its StatefulSet's spec.replicas through the API." }}
+{{- end }}
+{{- $shards := .Values.sharding.shards }}
+{{- if not (or (kindIs "int" $shards) (kindIs "int64" $shards) (and (kindIs "float64" $shards) (eq (floor $shards) $shards))) }}
+{{- fail (printf "\n\nsharding.shards: %q is not a whole number of shards." (toString $shards)) }}
+{{- end }}
+{{- if lt (int $shards) 2 }}
+{{- fail (printf "\n\nsharding.shards: %d: shard into at least 2 (one shard is sharding.enabled: false, a Deployment)." (int $shards)) }}
+{{- end }}
 {{- end }}
 {{- end }}

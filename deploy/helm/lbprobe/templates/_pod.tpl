@@ -1,5 +1,5 @@
 {{/*
-The pod template of the Deployment and of the DaemonSet.
+The pod template of the Deployment, the DaemonSet and the StatefulSet.
 */}}
 {{- define "lbprobe.podTemplate" -}}
 {{- $daemonset := eq .Values.mode "daemonset" -}}
@@ -45,7 +45,8 @@ spec:
       args:
         {{- include "lbprobe.args" . | nindent 8 }}
       {{- $remediation := include "lbprobe.remediation" . }}
-      {{- if or $daemonset .Values.extraEnv $remediation }}
+      {{- $sharded := include "lbprobe.sharded" . }}
+      {{- if or $daemonset .Values.extraEnv $remediation $sharded }}
       env:
         {{- if $daemonset }}
         # --node.name: the ARP probes of the VIPs this node holds are skipped.
@@ -54,8 +55,19 @@ spec:
             fieldRef:
               fieldPath: spec.nodeName
         {{- end }}
-        {{- if $remediation }}
+        {{- if $sharded }}
+        # --pod: the ordinal of the pod's name (<statefulset>-<i>) is its shard.
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        {{- end }}
+        {{- if or $remediation $sharded }}
+        {{- if $sharded }}
+        # --pod-namespace: the namespace of the pod's StatefulSet{{ if $remediation }}, and of lease remediation's leader Leases{{ end }}.
+        {{- else }}
         # Lease remediation's leader Lease lives in the pod's namespace.
+        {{- end }}
         - name: POD_NAMESPACE
           valueFrom:
             fieldRef:
