@@ -247,7 +247,9 @@ func roundBlackholed(b *testing.B, t Targets, concurrency int, floor float64) {
 	b.ReportMetric(perProbe/floor, "cpu/floor")
 	b.ReportMetric(float64(mallocs)/float64(max(started, 1)), "allocs/probe")
 	b.ReportMetric(float64(bytes)/float64(max(started, 1)), "B/probe")
-	b.ReportMetric(peakRSSMiB(b), "peak-RSS-MiB")
+	rss := peakRSSMiB(b)
+	b.ReportMetric(rss, "peak-RSS-MiB")
+	b.ReportMetric(rss/100, "peak-RSS/100MiB")
 	b.ReportMetric(float64(runtime.NumGoroutine()-baseline), "goroutines-left")
 }
 
