@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -117,7 +118,7 @@ func (r *RoundResult) LoadBalancers() []LoadBalancerStatus {
 				arp = *o.arp
 				arp.Interface = j.iface
 			}
-			st.ARP = append(st.ARP, r.arpStatus(arp, out[j.lb].Holder, macs))
+			st.ARP = append(st.ARP, r.arpStatus(arp, out[j.lb].Holder, out[j.lb].HolderMAC, macs))
 		case kindRoute:
 			rs := RouteStatus{Result: o.res}
 			if o.route != nil {
@@ -160,12 +161,22 @@ func (r *RoundResult) nodeMACs() map[string]map[string]string {
 	return out
 }
 
-// arpStatus names the responders of an ARP result and checks the holder.
-func (r *RoundResult) arpStatus(a probe.ARPResult, holder string, macs map[string]map[string]string) ARPStatus {
+// arpStatus names the responders of an ARP result and checks the holder:
+// wantMAC when the implementation names the MAC that should answer, else
+// the holder node's MAC from the node ARP probes.
+func (r *RoundResult) arpStatus(a probe.ARPResult, holder string, wantMAC net.HardwareAddr, macs map[string]map[string]string) ARPStatus {
 	st := ARPStatus{ARPResult: a, Nodes: make([]string, len(a.MACs))}
 	byIface := macs[a.Interface]
 	for i, m := range a.MACs {
 		st.Nodes[i] = byIface["mac "+m.String()]
+		if st.Nodes[i] == "" && wantMAC != nil && m.String() == wantMAC.String() {
+			st.Nodes[i] = holder
+		}
+	}
+	if wantMAC != nil && a.Reason != probe.ReasonHolderIsSelf {
+		match := len(a.MACs) == 1 && a.MACs[0].String() == wantMAC.String()
+		st.HolderMatch = &match
+		return st
 	}
 	if holderMAC, ok := byIface["node "+holder]; ok && holder != "" && a.Reason != probe.ReasonHolderIsSelf {
 		match := len(a.MACs) == 1 && a.MACs[0].String() == holderMAC

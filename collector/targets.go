@@ -8,6 +8,7 @@
 package collector
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 
@@ -74,9 +75,14 @@ type LoadBalancer struct {
 	Ports     []Port
 	ICMP      bool   // also ping each IP (opt-in: Cilium does not answer echo on LB IPs by default)
 	Source    string // "static" or "kubernetes"
-	// Holder is the node that holds the L2 announcement lease ("" when
-	// unknown): its MAC should be the one answering ARP for the IPs.
+	// Holder is the node that should announce the IPs, as the L2
+	// implementation says (Cilium's lease holder, MetalLB's ServiceL2Status
+	// node, kube-vip's lease holder or vipHost; "" when unknown): its MAC
+	// should be the one answering ARP for the IPs.
 	Holder string
+	// HolderMAC, when the implementation names it (kube-vip.io/hwaddr), is
+	// the MAC that should answer, whatever the holder's own MAC.
+	HolderMAC net.HardwareAddr
 }
 
 // Port is one port of a load balancer.

@@ -124,6 +124,12 @@ func startCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// MetalLB's too: lbprobe reads them with the RBAC the manifests grant.
+	metallb, err := kubecluster.MetalLBCRDDir()
+	if err != nil {
+		return err
+	}
+	dirs = append(dirs, metallb)
 	out, err := runTool(ctx, filepath.Join(repoRoot, "hack", "crds.sh"), "prometheus-operator")
 	if err != nil {
 		return err

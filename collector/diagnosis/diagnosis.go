@@ -6,6 +6,7 @@
 package diagnosis
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -161,6 +162,8 @@ const (
 	StepPolicyNode      = "policy selects a node"
 	StepPolicyInterface = "policy matches an interface"
 	StepLease           = "lease live"
+	StepAdvertised      = "L2Advertisement announces the pool"
+	StepAnnouncer       = "an announcer is elected"
 	StepHolderReady     = "holder Ready"
 	StepARP             = "holder, and only it, answers ARP"
 	StepRoute           = "route over the LAN"
@@ -236,6 +239,14 @@ func serviceSteps(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPSt
 		steps = append(steps, ok(StepRequestedIP, "requests "+requested))
 	}
 
+	if a := st.Announcer; a != nil {
+		switch a.Implementation {
+		case kube.ImplMetalLB:
+			return append(steps, metallbSteps(svc, st)...)
+		case kube.ImplKubeVIP:
+			return append(steps, kubeVIPSteps(svc, leaseNS, st)...)
+		}
+	}
 	switch {
 	case st.Policies < 0:
 		steps = append(steps, unknown(StepPolicy, "the CiliumL2AnnouncementPolicy CRD is not served"))
@@ -279,6 +290,98 @@ func serviceSteps(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPSt
 	return append(steps, ok(StepHolderReady, l.Holder))
 }
 
+// metallbSteps are MetalLB's: an L2Advertisement announces the pool the IP
+// came from, from at least one node; one speaker announces it
+// (ServiceL2Status), on a Ready node.
+func metallbSteps(svc string, st *kube.ServiceState) []Step {
+	var steps []Step
+	m, a := st.MetalLB, st.Announcer
+	switch {
+	case m == nil || m.Pool == "":
+		steps = append(steps, unknown(StepAdvertised, "the Service has no metallb.io/ip-allocated-from-pool annotation"))
+	case len(m.Advertisements) == 0:
+		return append(steps, failed(StepAdvertised, "no L2Advertisement announces pool "+m.Pool, CauseNoPolicy,
+			fmt.Sprintf("no L2Advertisement announces the IPAddressPool %s that %s's IP came from, so MetalLB never announces it: create one, or add the pool to an existing one's ipAddressPools or ipAddressPoolSelectors (`kubectl get l2advertisements -A -o yaml`)", m.Pool, svc)))
+	case m.AdvertisedNodes == 0:
+		ads := strings.Join(m.Advertisements, ", ")
+		return append(steps, failed(StepAdvertised, "the nodeSelectors of "+ads+" match no Node", CausePolicyNoNode,
+			fmt.Sprintf("no node may announce %s: fix the nodeSelectors of %s (`kubectl get nodes --show-labels`)", svc, ads)))
+	default:
+		steps = append(steps, ok(StepAdvertised, fmt.Sprintf("%s, from %d node(s)", strings.Join(m.Advertisements, ", "), m.AdvertisedNodes)))
+	}
+	switch {
+	case m != nil && len(m.Speakers) > 1:
+		return append(steps, failed(StepAnnouncer, "ServiceL2Statuses of "+strings.Join(m.Speakers, " and "), CauseSplitBrain,
+			fmt.Sprintf("the speakers on %s each announce %s: check memberlist between them (`kubectl -n metallb-system logs ds/speaker | grep -i memberlist`)", strings.Join(m.Speakers, " and "), svc)))
+	case a.Node == "":
+		return append(steps, failed(StepAnnouncer, "no ServiceL2Status for "+svc, CauseNotAnnounced,
+			fmt.Sprintf("no MetalLB speaker announces %s, so none answers ARP for it: check that speakers run on the nodes the L2Advertisement selects (`kubectl -n metallb-system get pods -l component=speaker -o wide`) and their logs", svc)))
+	}
+	steps = append(steps, ok(StepAnnouncer, a.Node+" ("+a.Source+")"))
+	if !a.NodeReady {
+		return append(steps, failed(StepHolderReady, a.Node+" is not a Ready node", CauseHolderNotReady,
+			fmt.Sprintf("the speaker on %s announces %s but %s is NotReady (or not a node): MetalLB moves the IP when that speaker leaves memberlist; restart it (`kubectl -n metallb-system delete pod -l component=speaker --field-selector spec.nodeName=%s`)", a.Node, svc, a.Node, a.Node)))
+	}
+	return append(steps, ok(StepHolderReady, a.Node))
+}
+
+// kubeVIPSteps are kube-vip's: a live lease (or vipHost) names the node,
+// which is Ready.
+func kubeVIPSteps(svc, leaseNS string, st *kube.ServiceState) []Step {
+	a := st.Announcer
+	switch {
+	case a.Expired:
+		return []Step{failed(StepAnnouncer, fmt.Sprintf("%s, last held by %s, expired", a.Lease, a.Holder), CauseLeaseExpired,
+			fmt.Sprintf("kube-vip's lease %s of %s expired (held by %s): check kube-vip on %s, or `kubectl -n %s delete lease %s` so another kube-vip takes it", a.Lease, svc, a.Holder, a.Holder, leaseNS, a.Lease))}
+	case a.Node == "":
+		return []Step{failed(StepAnnouncer, "no kube-vip lease and no "+kubeVIPHostAnnotation, CauseNotAnnounced,
+			fmt.Sprintf("no kube-vip instance took %s: check that kube-vip runs with services enabled (svc_enable) on the nodes, and its logs (`kubectl -n %s logs ds/kube-vip-ds`)", svc, leaseNS))}
+	}
+	steps := []Step{ok(StepAnnouncer, a.Node+" ("+a.Source+")")}
+	if !a.NodeReady {
+		return append(steps, failed(StepHolderReady, a.Node+" is not a Ready node", CauseHolderNotReady,
+			fmt.Sprintf("kube-vip on %s holds %s but %s is NotReady (or not a node): %s", a.Node, svc, a.Node, takeOver(st, leaseNS))))
+	}
+	return append(steps, ok(StepHolderReady, a.Node))
+}
+
+// kubeVIPHostAnnotation is where kube-vip writes the node that has a VIP.
+const kubeVIPHostAnnotation = "kube-vip.io/vipHost"
+
+// holderOf is the node that should answer ARP for the Service's IPs.
+func holderOf(st *kube.ServiceState) string {
+	switch {
+	case st == nil:
+		return ""
+	case st.Announcer != nil && st.Announcer.Implementation != kube.ImplCilium:
+		return cmp.Or(st.Announcer.Node, st.Announcer.Holder)
+	case st.Lease != nil:
+		return st.Lease.Holder
+	}
+	return ""
+}
+
+// takeOver is how to make another node announce the Service, in the words
+// of its implementation.
+func takeOver(st *kube.ServiceState, leaseNS string) string {
+	holder := orUnknown(holderOf(st))
+	impl := kube.ImplCilium
+	if st != nil && st.Announcer != nil {
+		impl = st.Announcer.Implementation
+	}
+	switch impl {
+	case kube.ImplMetalLB:
+		return fmt.Sprintf("restart the MetalLB speaker on %s (`kubectl -n metallb-system delete pod -l component=speaker --field-selector spec.nodeName=%s`) so another speaker takes over", holder, holder)
+	case kube.ImplKubeVIP:
+		lease := "its lease"
+		if st.Announcer.Lease != "" {
+			lease = st.Announcer.Lease
+		}
+		return fmt.Sprintf("restart kube-vip on %s, or `kubectl -n %s delete lease %s` so another node takes over", holder, leaseNS, lease)
+	}
+	return fmt.Sprintf("restart the Cilium agent on %s, or `kubectl -n %s delete lease %s` so another node takes over", holder, leaseNS, leaseName(st))
+}
+
 // arpStep: does the holder, and only it, answer ARP for the IP.
 func arpStep(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPStatus, mode Mode) Step {
 	for _, p := range stPerIP(st, ip) {
@@ -293,10 +396,7 @@ func arpStep(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPStatus,
 		}
 		return unknown(StepARP, notObservedL2)
 	}
-	holder := ""
-	if st != nil && st.Lease != nil {
-		holder = st.Lease.Holder
-	}
+	holder := holderOf(st)
 	var seen []string
 	for _, a := range ip.ARP {
 		switch a.Result.Reason {
@@ -318,13 +418,13 @@ func arpStep(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPStatus,
 		switch {
 		case len(a.MACs) == 0:
 			return failed(StepARP, "no reply on "+a.Interface, CauseHolderSilent,
-				fmt.Sprintf("nobody answers ARP for %s on %s although %s holds the lease: restart the Cilium agent on %s, or `kubectl -n %s delete lease %s` so another node takes over", ip.IP, a.Interface, orUnknown(holder), orUnknown(holder), leaseNS, leaseName(st)))
+				fmt.Sprintf("nobody answers ARP for %s on %s although %s should announce it: %s", ip.IP, a.Interface, orUnknown(holder), takeOver(st, leaseNS)))
 		case len(a.MACs) > 1:
 			return failed(StepARP, fmt.Sprintf("%d MACs answer on %s: %s", len(a.MACs), a.Interface, strings.Join(nodes, ", ")), CauseSplitBrain,
 				fmt.Sprintf("%s answer ARP for %s: find the second announcer (another lease, a duplicate address, a second L2 implementation) and stop it", strings.Join(nodes, " and "), ip.IP))
 		case a.HolderMatch != nil && !*a.HolderMatch:
-			return failed(StepARP, fmt.Sprintf("%s answers on %s, the lease holder is %s", nodes[0], a.Interface, orUnknown(holder)), CauseHolderSilent,
-				fmt.Sprintf("%s holds the lease of %s but %s answers ARP: the holder is silent; restart its Cilium agent or `kubectl -n %s delete lease %s`", orUnknown(holder), svc, nodes[0], leaseNS, leaseName(st)))
+			return failed(StepARP, fmt.Sprintf("%s answers on %s, the announcer is %s", nodes[0], a.Interface, orUnknown(holder)), CauseHolderSilent,
+				fmt.Sprintf("%s should announce %s but %s answers ARP: the announcer is silent; %s", orUnknown(holder), svc, nodes[0], takeOver(st, leaseNS)))
 		}
 		seen = append(seen, nodes[0]+" on "+a.Interface)
 	}

@@ -167,7 +167,7 @@ func TestLoadBalancerCauses(t *testing.T) {
 				ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = []net.HardwareAddr{mac2}, []string{"k8s-nuc"}, ptr(false)
 			},
 			cause: CauseHolderSilent,
-			fix:   []string{"k8s-opti-02 holds the lease", "k8s-nuc answers ARP"},
+			fix:   []string{"k8s-opti-02 should announce", "k8s-nuc answers ARP"},
 		},
 		{
 			name: "two MACs answer",
@@ -241,6 +241,78 @@ func TestLoadBalancerCauses(t *testing.T) {
 				mode = arpMode
 			}
 			checkVerdict(t, LoadBalancer(lb, st, ip, mode), tt.cause, tt.fix)
+		})
+	}
+}
+
+// metallbService is apps/web announced by MetalLB: pool lan, one
+// L2Advertisement from three nodes, the speaker on k8s-opti-02.
+func metallbService() *kube.ServiceState {
+	s := healthyService()
+	s.Namespace, s.Name, s.Policies, s.PolicyNames, s.Lease = "apps", "web", -1, nil, nil
+	s.Announcer = &kube.Announcer{Implementation: kube.ImplMetalLB, Node: "k8s-opti-02", Source: "servicel2status metallb-system/l2-abcde", NodeReady: true}
+	s.MetalLB = &kube.MetalLBState{Pool: "lan", Advertisements: []string{"metallb-system/lan"}, AdvertisedNodes: 3, Speakers: []string{"k8s-opti-02"}}
+	return s
+}
+
+// kubeVIPService is apps/web announced by kube-vip with service election.
+func kubeVIPService() *kube.ServiceState {
+	s := healthyService()
+	s.Namespace, s.Name, s.Policies, s.PolicyNames, s.Lease = "apps", "web", -1, nil, nil
+	s.Announcer = &kube.Announcer{Implementation: kube.ImplKubeVIP, Node: "k8s-opti-02", Source: "lease kubevip-web", Lease: "kubevip-web", Holder: "k8s-opti-02", NodeReady: true}
+	return s
+}
+
+// The chains of MetalLB's and kube-vip's Services: the same causes, their
+// own evidence and fixes.
+func TestOtherImplementationsCauses(t *testing.T) {
+	tests := []struct {
+		name   string
+		svc    func() *kube.ServiceState
+		mutate func(*kube.ServiceState, *collector.IPStatus)
+		cause  string
+		fix    []string
+	}{
+		{"metallb healthy", metallbService, func(*kube.ServiceState, *collector.IPStatus) {}, CauseOK, nil},
+		{"metallb: no advertisement", metallbService, func(s *kube.ServiceState, _ *collector.IPStatus) {
+			s.MetalLB.Advertisements, s.MetalLB.AdvertisedNodes = nil, 0
+		}, CauseNoPolicy, []string{"no L2Advertisement announces the IPAddressPool lan", "apps/web"}},
+		{"metallb: advertised from no node", metallbService, func(s *kube.ServiceState, _ *collector.IPStatus) {
+			s.MetalLB.AdvertisedNodes = 0
+		}, CausePolicyNoNode, []string{"nodeSelectors of metallb-system/lan"}},
+		{"metallb: no speaker", metallbService, func(s *kube.ServiceState, _ *collector.IPStatus) {
+			s.Announcer.Node, s.MetalLB.Speakers = "", nil
+		}, CauseNotAnnounced, []string{"no MetalLB speaker announces apps/web", "component=speaker"}},
+		{"metallb: two speakers", metallbService, func(s *kube.ServiceState, _ *collector.IPStatus) {
+			s.MetalLB.Speakers = []string{"k8s-nuc", "k8s-opti-02"}
+		}, CauseSplitBrain, []string{"k8s-nuc and k8s-opti-02", "memberlist"}},
+		{"metallb: speaker's node NotReady", metallbService, func(s *kube.ServiceState, _ *collector.IPStatus) {
+			s.Announcer.NodeReady = false
+		}, CauseHolderNotReady, []string{"spec.nodeName=k8s-opti-02"}},
+		{"metallb: speaker silent", metallbService, func(_ *kube.ServiceState, ip *collector.IPStatus) {
+			ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = nil, nil, ptr(false)
+			ip.ARP[0].Result = probe.Result{Reason: probe.ReasonTimeout}
+		}, CauseHolderSilent, []string{"k8s-opti-02 should announce it", "restart the MetalLB speaker on k8s-opti-02"}},
+		{"kube-vip healthy", kubeVIPService, func(*kube.ServiceState, *collector.IPStatus) {}, CauseOK, nil},
+		{"kube-vip: lease expired", kubeVIPService, func(s *kube.ServiceState, _ *collector.IPStatus) {
+			s.Announcer.Node, s.Announcer.Expired = "", true
+		}, CauseLeaseExpired, []string{"kube-vip's lease kubevip-web", "kubectl -n kube-system delete lease kubevip-web"}},
+		{"kube-vip: nobody took it", kubeVIPService, func(s *kube.ServiceState, _ *collector.IPStatus) {
+			s.Announcer = &kube.Announcer{Implementation: kube.ImplKubeVIP}
+		}, CauseNotAnnounced, []string{"no kube-vip instance took apps/web"}},
+		{"kube-vip: another MAC answers", kubeVIPService, func(_ *kube.ServiceState, ip *collector.IPStatus) {
+			ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = []net.HardwareAddr{mac2}, []string{"k8s-nuc"}, ptr(false)
+		}, CauseHolderSilent, []string{"k8s-opti-02 should announce apps/web but k8s-nuc answers", "restart kube-vip on k8s-opti-02", "delete lease kubevip-web"}},
+		{"kube-vip: two answer", kubeVIPService, func(_ *kube.ServiceState, ip *collector.IPStatus) {
+			ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = []net.HardwareAddr{mac1, mac2}, []string{"k8s-opti-02", "k8s-nuc"}, ptr(false)
+		}, CauseSplitBrain, []string{"k8s-opti-02 and k8s-nuc answer ARP"}},
+	}
+	lb := collector.LoadBalancer{Namespace: "apps", Service: "web"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, ip := tt.svc(), healthyIP()
+			tt.mutate(st, ip)
+			checkVerdict(t, LoadBalancer(lb, st, ip, arpMode), tt.cause, tt.fix)
 		})
 	}
 }

@@ -66,7 +66,8 @@ const (
 )
 
 // allResources lists every resource in a stable order.
-var allResources = []string{ResourceServices, ResourceEndpoints, ResourceLeases, ResourceNodes, ResourceGatewayClass, ResourceGateways, ResourceHTTPRoutes, ResourcePools, ResourceL2Policies}
+var allResources = []string{ResourceServices, ResourceEndpoints, ResourceLeases, ResourceNodes, ResourceGatewayClass, ResourceGateways, ResourceHTTPRoutes, ResourcePools, ResourceL2Policies,
+	ResourceMetalLBPools, ResourceL2Advertisements, ResourceServiceL2Statuses}
 
 // Options configure Discovery.
 type Options struct {
@@ -129,9 +130,12 @@ type Discovery struct {
 	routes    gatewaylisters.HTTPRouteLister    // nil when the Gateway API is absent
 	pools     cache.GenericLister               // nil when the pool CRD is absent
 	policies  cache.GenericLister               // nil when the policy CRD is absent
-	enabled   map[string]bool                   // by resource
-	poolGVR   schema.GroupVersionResource       // the version in use
-	policyGVR schema.GroupVersionResource       // the version in use
+	// MetalLB's IPAddressPools, L2Advertisements and ServiceL2Statuses; nil
+	// when metallb.io/v1beta1 does not serve them.
+	metallbPools, l2Adverts, l2Statuses cache.GenericLister
+	enabled                             map[string]bool             // by resource
+	poolGVR                             schema.GroupVersionResource // the version in use
+	policyGVR                           schema.GroupVersionResource // the version in use
 
 	mu           sync.Mutex
 	healthy      bool      // the last health check succeeded
@@ -222,6 +226,7 @@ func (d *Discovery) Configure(s Settings) {
 // apis says which optional APIs the cluster serves.
 type apis struct {
 	gateway   bool
+	metallb   bool // metallb.io/v1beta1 serves all three resources lbprobe reads
 	poolGVR   *schema.GroupVersionResource
 	policyGVR *schema.GroupVersionResource
 }
@@ -280,6 +285,9 @@ func (d *Discovery) detect(ctx context.Context) (apis, error) {
 			break
 		}
 	}
+	if a.metallb, err = has(metallbGroupVersion, ResourceMetalLBPools, ResourceL2Advertisements, ResourceServiceL2Statuses); err != nil {
+		return a, err
+	}
 	return a, nil
 }
 
@@ -334,7 +342,7 @@ func (d *Discovery) Start(ctx context.Context) error {
 	}
 
 	var df dynamicinformer.DynamicSharedInformerFactory
-	if a.poolGVR != nil || a.policyGVR != nil {
+	if a.poolGVR != nil || a.policyGVR != nil || a.metallb {
 		df = dynamicinformer.NewFilteredDynamicSharedInformerFactory(d.c.dynamic, 0, "", nil)
 	}
 	if a.poolGVR != nil {
@@ -352,6 +360,19 @@ func (d *Discovery) Start(ctx context.Context) error {
 		d.add(ResourceL2Policies, gi.Informer())
 	} else {
 		d.logger.Info("CiliumL2AnnouncementPolicy not served, loadbalancer_l2_policies off", "group", ciliumGroup)
+	}
+
+	if a.metallb {
+		for _, r := range []struct {
+			resource string
+			lister   *cache.GenericLister
+		}{{ResourceMetalLBPools, &d.metallbPools}, {ResourceL2Advertisements, &d.l2Adverts}, {ResourceServiceL2Statuses, &d.l2Statuses}} {
+			gi := df.ForResource(schema.GroupVersionResource{Group: "metallb.io", Version: "v1beta1", Resource: r.resource})
+			*r.lister = gi.Lister()
+			d.add(r.resource, gi.Informer())
+		}
+	} else {
+		d.logger.Info("MetalLB's metallb.io/v1beta1 not served, MetalLB announcers off")
 	}
 
 	for _, s := range d.informers {
@@ -372,7 +393,7 @@ func (d *Discovery) Start(ctx context.Context) error {
 	go d.healthLoop(ctx)
 	d.started.Store(true)
 	d.logger.Info("kubernetes discovery started", "gateway_api", a.gateway,
-		"pools", d.poolGVR.Version, "l2_policies", d.policyGVR.Version, "cilium_namespace", d.opts.CiliumNamespace)
+		"pools", d.poolGVR.Version, "l2_policies", d.policyGVR.Version, "metallb", a.metallb, "cilium_namespace", d.opts.CiliumNamespace)
 	return nil
 }
 

@@ -55,6 +55,9 @@ lbprobe_kubernetes_resource_enabled{resource="ciliumloadbalancerippools"} 1
 lbprobe_kubernetes_resource_enabled{resource="endpointslices"} 1
 lbprobe_kubernetes_resource_enabled{resource="gatewayclasses"} 1
 lbprobe_kubernetes_resource_enabled{resource="gateways"} 1
+lbprobe_kubernetes_resource_enabled{resource="ipaddresspools"} 0
+lbprobe_kubernetes_resource_enabled{resource="l2advertisements"} 0
+lbprobe_kubernetes_resource_enabled{resource="servicel2statuses"} 0
 lbprobe_kubernetes_resource_enabled{resource="httproutes"} 1
 lbprobe_kubernetes_resource_enabled{resource="leases"} 1
 lbprobe_kubernetes_resource_enabled{resource="nodes"} 1
@@ -152,6 +155,11 @@ loadbalancer_pool_disabled{pool="main"} 0
 loadbalancer_pool_ips{pool="main",state="available"} 254
 loadbalancer_pool_ips{pool="main",state="total"} 256
 loadbalancer_pool_ips{pool="main",state="used"} 2
+# HELP loadbalancer_announcer_info 1 per LoadBalancer Service whose L2 implementation is known (cilium, metallb, kube-vip), with the node that should answer ARP for its IPs: Cilium's live lease holder, MetalLB's ServiceL2Status node, kube-vip's live lease holder or kube-vip.io/vipHost; node="" when none does.
+# TYPE loadbalancer_announcer_info gauge
+loadbalancer_announcer_info{implementation="cilium",namespace="apps",node="",service="pending"} 1
+loadbalancer_announcer_info{implementation="cilium",namespace="apps",node="node-a",service="web"} 1
+loadbalancer_announcer_info{implementation="cilium",namespace="infra",node="",service="k8s-gateway"} 1
 `
 
 func TestCollectSeed(t *testing.T) {

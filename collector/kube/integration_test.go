@@ -31,6 +31,11 @@ import (
 
 func TestMain(m *testing.M) {
 	dirs, err := kubecluster.CRDDirs()
+	if err == nil {
+		var metallb string
+		metallb, err = kubecluster.MetalLBCRDDir()
+		dirs = append(dirs, metallb)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

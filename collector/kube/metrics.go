@@ -65,6 +65,13 @@ var (
 	descDNSClaim = desc("gateway_dns_hostname_claim_info",
 		"1 for each HTTPRoute hostname claim on a parent Gateway.", "hostname", "namespace", "route", "gateway_namespace", "gateway")
 
+	descAnnouncer = desc("loadbalancer_announcer_info",
+		"1 per LoadBalancer Service whose L2 implementation is known (cilium, metallb, kube-vip), with the node that should answer ARP for its IPs: Cilium's live lease holder, MetalLB's ServiceL2Status node, kube-vip's live lease holder or kube-vip.io/vipHost; node=\"\" when none does.", "namespace", "service", "implementation", "node")
+	descMetalLBAdverts = desc("loadbalancer_metallb_l2_advertisements",
+		"How many MetalLB L2Advertisements announce the IPAddressPool the Service's IP came from (metallb.io/ip-allocated-from-pool); 0: MetalLB never announces it.", "namespace", "service", "pool")
+	descMetalLBPoolIPs = desc("loadbalancer_metallb_pool_ips",
+		"IP counts of a MetalLB IPAddressPool from its status (IPv4 and IPv6 together), by state (used, available).", "namespace", "pool", "state")
+
 	descSynced = desc("lbprobe_kubernetes_synced",
 		"1 when the resource's informer has synced, the API server answered the last health check, and no recent watch error; else 0 (the last known state is served).", "resource")
 	descWatchErrors = prometheus.NewDesc("lbprobe_kubernetes_watch_errors_total",
@@ -79,6 +86,7 @@ var allDescs = slices.Concat([]*prometheus.Desc{
 	descPoolIPs, descPoolConflict, descPoolDisabled,
 	descGatewayInfo, descGatewayProgrammed, descGatewayMismatch, descDNSConflict, descDNSClaim,
 	descSynced, descWatchErrors, descEnabled,
+	descAnnouncer, descMetalLBAdverts, descMetalLBPoolIPs,
 }, gatewayStatusDescs, []*prometheus.Desc{descBackendsReady, descRouteBackendsReady}, ipamDescs, sharingDescs, l2PolicyDescs)
 
 var _ prometheus.Collector = (*Discovery)(nil)
@@ -119,6 +127,12 @@ func (v *view) collect(ch chan<- prometheus.Metric) {
 		}
 		collector.Gauge(ch, descPoolConflict, collector.BoolValue(p.conflict), p.name)
 		collector.Gauge(ch, descPoolDisabled, collector.BoolValue(p.disabled), p.name)
+	}
+	for _, p := range v.metallb.pools {
+		if p.hasStatus {
+			collector.Gauge(ch, descMetalLBPoolIPs, float64(p.assigned), p.namespace, p.name, "used")
+			collector.Gauge(ch, descMetalLBPoolIPs, float64(p.available), p.namespace, p.name, "available")
+		}
 	}
 	if v.gwKnown {
 		v.collectGateways(ch)
@@ -163,6 +177,14 @@ func (v *view) collectServices(ch chan<- prometheus.Metric) {
 		if v.polKnown {
 			policies = countL2Policies(s, v.policies)
 			collector.Gauge(ch, descL2Policies, float64(policies), s.Namespace, s.Name)
+		}
+		if a := v.announcer(s); a != nil {
+			collector.Gauge(ch, descAnnouncer, 1, s.Namespace, s.Name, a.Implementation, a.Node)
+			if a.Implementation == ImplMetalLB {
+				if m := v.metallbState(s); m.Pool != "" {
+					collector.Gauge(ch, descMetalLBAdverts, float64(len(m.Advertisements)), s.Namespace, s.Name, m.Pool)
+				}
+			}
 		}
 		live := hasLease && li.live()
 		for _, ip := range ips {

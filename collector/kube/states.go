@@ -49,6 +49,13 @@ type ServiceState struct {
 	// Backends is loadbalancer_backends_ready; -1 when EndpointSlices are
 	// not watched.
 	Backends int
+
+	// Announcer is who should answer ARP for the IPs, as the Service's L2
+	// implementation (Cilium, MetalLB or kube-vip) says; nil when none is
+	// known. MetalLB is what MetalLB says of it (nil unless MetalLB
+	// announces it).
+	Announcer *Announcer
+	MetalLB   *MetalLBState
 }
 
 // LeaseState is a Service's L2 announcement lease, evaluated when read.
@@ -138,6 +145,10 @@ func (d *Discovery) ServiceStates() []ServiceState {
 			}
 			st.Lease = ls
 		}
+		st.Announcer = v.announcer(s)
+		if st.Announcer != nil && st.Announcer.Implementation == ImplMetalLB {
+			st.MetalLB = v.metallbState(s)
+		}
 		for _, ip := range st.IPs {
 			is := IPState{IP: ip, Expected: st.Policies > 0, LeaseAge: -1, RenewAge: -1}
 			if l := st.Lease; l != nil {
@@ -175,6 +186,19 @@ func (s ServiceState) Announcement(ip netip.Addr) Announcement {
 		}
 	}
 	var a Announcement
+	if an := s.Announcer; an != nil && an.Implementation != ImplCilium {
+		// MetalLB's and kube-vip's announcer, by their own word.
+		a.Holder, a.Lease = an.Node, an.Source
+		switch {
+		case an.Node != "":
+			a.Announced = "yes (" + an.Implementation + ")"
+		case an.Expired:
+			a.Announced, a.Failing, a.Holder, a.Lease = "NO ("+an.Implementation+": lease expired)", true, an.Holder, an.Source+", EXPIRED"
+		default:
+			a.Announced, a.Failing = "NO ("+an.Implementation+": nobody announces it)", true
+		}
+		return a
+	}
 	switch {
 	case s.Policies < 0: // the policy CRD is not served: unknown
 	case s.Policies == 0:

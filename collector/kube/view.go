@@ -35,8 +35,11 @@ type view struct {
 	polKnown  bool
 	pools     []ipPool
 	poolKnown bool
-	// lease returns the L2 lease of a Service, or nil.
-	lease func(namespace, name string) *coordinationv1.Lease
+	// lease returns the L2 lease of a Service, or nil; leaseNamed any
+	// lease of the lease namespace (kube-vip's).
+	lease      func(namespace, name string) *coordinationv1.Lease
+	leaseNamed func(name string) *coordinationv1.Lease
+	metallb    metallbView
 	// leases are all cilium-l2announce-* leases (for orphans).
 	leases []*coordinationv1.Lease
 	// endpoints are the EndpointSlices, indexed by serviceIndex.
@@ -74,8 +77,51 @@ func (d *Discovery) snapshot(withState bool) *view {
 		v.routeList = sortRoutes(rts)
 		v.routes = newRouteIndex(v.routeList, v.gateways, v.classes)
 	}
+	// What says who announces each Service, for the targets' holders too.
+	v.lease = d.leaseFor
+	v.leaseNamed = func(name string) *coordinationv1.Lease {
+		l, err := d.leases.Get(name)
+		if err != nil {
+			return nil
+		}
+		return l
+	}
+	v.node = func(name string) *corev1.Node {
+		n, err := d.nodes.Get(name)
+		if err != nil {
+			return nil
+		}
+		return n
+	}
+	if d.l2Statuses != nil {
+		v.metallb.known = true
+		objs, _ := d.l2Statuses.List(labels.Everything())
+		for _, o := range objs {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				v.metallb.statuses = append(v.metallb.statuses, parseServiceL2Status(u))
+			}
+		}
+		slices.SortFunc(v.metallb.statuses, func(a, b serviceL2Status) int {
+			return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+		})
+	}
 	if !withState {
 		return v
+	}
+	if d.metallbPools != nil {
+		objs, _ := d.metallbPools.List(labels.Everything())
+		for _, o := range objs {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				v.metallb.pools = append(v.metallb.pools, parseMetalLBPool(u))
+			}
+		}
+		slices.SortFunc(v.metallb.pools, func(a, b metallbPool) int { return cmp.Compare(a.name, b.name) })
+		objs, _ = d.l2Adverts.List(labels.Everything())
+		for _, o := range objs {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				v.metallb.adverts = append(v.metallb.adverts, parseL2Advertisement(u, d.logger))
+			}
+		}
 	}
 	if d.policies != nil {
 		v.polKnown = true
@@ -97,16 +143,8 @@ func (d *Discovery) snapshot(withState bool) *view {
 		slices.SortFunc(v.pools, func(a, b ipPool) int { return cmp.Compare(a.name, b.name) })
 	}
 	v.endpoints = d.endpoints
-	v.lease = d.leaseFor
 	v.leases, _ = d.leases.List(labels.Everything())
 	slices.SortFunc(v.leases, func(a, b *coordinationv1.Lease) int { return cmp.Compare(a.Name, b.Name) })
-	v.node = func(name string) *corev1.Node {
-		n, err := d.nodes.Get(name)
-		if err != nil {
-			return nil
-		}
-		return n
-	}
 	v.nodes, _ = d.nodes.List(labels.Everything())
 	slices.SortFunc(v.nodes, func(a, b *corev1.Node) int { return cmp.Compare(a.Name, b.Name) })
 	if d.opts.NodeName != "" {
@@ -127,10 +165,24 @@ func (d *Discovery) Targets() collector.Targets {
 	if !d.started.Load() {
 		return collector.Targets{}
 	}
-	t := d.snapshot(false).targets()
+	v := d.snapshot(false)
+	t := v.targets()
 	for i, lb := range t.LoadBalancers {
-		if l := d.leaseFor(lb.Namespace, lb.Service); l != nil && l.Spec.HolderIdentity != nil {
-			t.LoadBalancers[i].Holder = *l.Spec.HolderIdentity
+		s := v.service(lb.Namespace, lb.Service)
+		if s == nil {
+			continue
+		}
+		// The node its implementation says announces it: Cilium's lease
+		// holder (expired or not: the holder match names it), MetalLB's
+		// ServiceL2Status node, kube-vip's lease holder or vipHost.
+		if impl := v.implementation(s); impl == ImplCilium || impl == "" {
+			if l := d.leaseFor(lb.Namespace, lb.Service); l != nil && l.Spec.HolderIdentity != nil {
+				t.LoadBalancers[i].Holder = *l.Spec.HolderIdentity
+			}
+			continue
+		}
+		if a := v.announcer(s); a != nil {
+			t.LoadBalancers[i].Holder, t.LoadBalancers[i].HolderMAC = a.Node, a.MAC
 		}
 	}
 	nodes, _ := d.nodes.List(labels.Everything())
@@ -154,6 +206,17 @@ func (d *Discovery) Targets() collector.Targets {
 		}
 	}
 	return t
+}
+
+// service returns the Service namespace/name of the view, or nil.
+func (v *view) service(namespace, name string) *corev1.Service {
+	i, ok := slices.BinarySearchFunc(v.services, [2]string{namespace, name}, func(s *corev1.Service, k [2]string) int {
+		return cmp.Or(cmp.Compare(s.Namespace, k[0]), cmp.Compare(s.Name, k[1]))
+	})
+	if !ok {
+		return nil
+	}
+	return v.services[i]
 }
 
 func (v *view) targets() collector.Targets {

@@ -124,6 +124,17 @@ func CiliumCRDDir() (string, error) {
 	return filepath.Join(root, "test", "crds", "cilium"), nil
 }
 
+// MetalLBCRDDir returns the folder of the hand-written MetalLB CRDs
+// (IPAddressPool, L2Advertisement, ServiceL2Status), which only the tests of
+// a MetalLB cluster install: CRDDirs leaves them out.
+func MetalLBCRDDir() (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", fmt.Errorf("kubecluster: MetalLB CRDs: %w", err)
+	}
+	return filepath.Join(root, "test", "crds", "metallb"), nil
+}
+
 // repoRoot returns the folder of the main module's go.mod, the closest one around the working
 // directory (a test's is its package folder).
 func repoRoot() (string, error) {
