@@ -162,6 +162,17 @@ local promql = import '../lib/promql.libsonnet';
             'Service {{ $labels.namespace }}/{{ $labels.service }} has IP {{ $labels.ip }} and a CiliumL2AnnouncementPolicy selects it, but no node holds a live lease %(lease)s in %(ns)s: nothing answers ARP for {{ $labels.ip }} and the LAN cannot reach it. Often the policy was created after the Service. Delete the lease (kubectl -n %(ns)s delete lease %(lease)s) or restart the Cilium agents so that they elect a holder.' % { lease: lease, ns: ns },
           ),
           alert(
+            'LoadBalancerNoAnnouncer',
+            'loadBalancerNoAnnouncer',
+            |||
+              max by (%(svc)s, implementation) %(announcer)s == 1
+              and on (%(svcOn)s)
+              max by (%(svc)s) %(assigned)s == 1
+            ||| % { svc: svc, svcOn: svc, announcer: state('loadbalancer_announcer_info{%s,implementation=~"metallb|kube-vip",node=""}' % sel), assigned: state('loadbalancer_ip_assigned{%s}' % sel) },
+            'No {{ $labels.implementation }} node announces {{ $labels.namespace }}/{{ $labels.service }}.',
+            'Service {{ $labels.namespace }}/{{ $labels.service }} has a LoadBalancer IP, but {{ $labels.implementation }} names no node that announces it (MetalLB: no ServiceL2Status, so no speaker took it, or no L2Advertisement announces its pool; kube-vip: no live kubevip-{{ $labels.service }} lease and no kube-vip.io/vipHost): nothing answers ARP for it. Run lbprobe diagnose {{ $labels.namespace }}/{{ $labels.service }} for the step that fails.',
+          ),
+          alert(
             'LoadBalancerNoL2Policy',
             'loadBalancerNoL2Policy',
             |||

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
@@ -34,6 +35,8 @@ const tick = 250 * time.Millisecond
 // TCP ports.
 type cilium struct {
 	client    kubernetes.Interface
+	dynamic   dynamic.Interface
+	impl      string // ImplCilium, ImplMetalLB or ImplKubeVIP: whose objects say who announces
 	namespace string
 	renewEach time.Duration
 	elect     bool // a renewing node takes a Service's missing lease
@@ -49,15 +52,19 @@ type cilium struct {
 	wg     sync.WaitGroup
 }
 
-func startCilium(ctx context.Context, cfg *rest.Config, namespace string, renewEach time.Duration, elect bool, nodes []*Node, logf func(string, ...any)) (*cilium, error) {
+func startCilium(ctx context.Context, cfg *rest.Config, namespace string, renewEach time.Duration, elect bool, impl string, nodes []*Node, logf func(string, ...any)) (*cilium, error) {
 	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "lbprobe-lab-cilium"
+	cfg.UserAgent = "lbprobe-lab-" + impl
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	c := &cilium{
-		client: client, namespace: namespace, renewEach: renewEach, elect: elect, nodes: nodes, logf: logf,
+		client: client, dynamic: dyn, impl: impl, namespace: namespace, renewEach: renewEach, elect: elect, nodes: nodes, logf: logf,
 		kick: make(chan struct{}, 1), synced: make(chan chan struct{}),
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -230,31 +237,57 @@ func (c *cilium) pass(ctx context.Context, renew bool) {
 				}
 			}
 		}
-		// The lease name is built from the Service, never parsed:
-		// namespaces and names both contain hyphens.
-		lease, err := c.leases.Leases(c.namespace).Get(seed.LeaseName(svc.Namespace, svc.Name))
-		if apierrors.IsNotFound(err) && c.elect {
-			lease, err = c.takeLease(ctx, svc, now)
-		}
-		if err != nil || lease == nil || lease.Spec.HolderIdentity == nil || !valid(lease, now) {
-			continue
-		}
-		holder := *lease.Spec.HolderIdentity
-		if _, ok := held[holder]; !ok {
-			continue // not a lab node
-		}
-		for _, ip := range ips {
-			held[holder][ip] = true
-		}
-		if renew {
-			if n := c.node(holder); n != nil && n.renewing() {
-				c.renewLease(ctx, lease, now)
+		for _, holder := range c.announcers(ctx, svc, now, renew) {
+			if _, ok := held[holder]; !ok {
+				continue // not a lab node
+			}
+			for _, ip := range ips {
+				held[holder][ip] = true
 			}
 		}
 	}
 	for _, n := range c.nodes {
 		n.setHeld(held[n.Name])
 	}
+}
+
+// announcers are the nodes that announce svc, as the implementation's
+// objects say, electing and renewing as it would.
+func (c *cilium) announcers(ctx context.Context, svc *corev1.Service, now time.Time, renew bool) []string {
+	switch c.impl {
+	case ImplMetalLB:
+		return c.metallbSpeakers(ctx, svc)
+	case ImplKubeVIP:
+		if svc.Spec.LoadBalancerClass == nil || *svc.Spec.LoadBalancerClass != kubeVIPClass {
+			return nil
+		}
+		return c.leaseHolder(ctx, svc, "kubevip-"+svc.Name, now, renew)
+	}
+	// The lease name is built from the Service, never parsed: namespaces
+	// and names both contain hyphens.
+	return c.leaseHolder(ctx, svc, seed.LeaseName(svc.Namespace, svc.Name), now, renew)
+}
+
+// leaseHolder is the holder of the Service's lease name while it is valid,
+// taking it with Elect when it does not exist and renewing it.
+func (c *cilium) leaseHolder(ctx context.Context, svc *corev1.Service, name string, now time.Time, renew bool) []string {
+	lease, err := c.leases.Leases(c.namespace).Get(name)
+	if apierrors.IsNotFound(err) && c.elect {
+		lease, err = c.takeLease(ctx, svc, name, now)
+	}
+	if err != nil || lease == nil || lease.Spec.HolderIdentity == nil || !valid(lease, now) {
+		return nil
+	}
+	holder := *lease.Spec.HolderIdentity
+	if renew {
+		if n := c.node(holder); n != nil && n.renewing() {
+			c.renewLease(ctx, lease, now)
+		}
+	}
+	if c.impl == ImplKubeVIP && svc.Annotations[kubeVIPHostAnnotation] != holder {
+		c.setVIPHost(ctx, svc, holder)
+	}
+	return []string{holder}
 }
 
 func (c *cilium) node(name string) *Node {
@@ -266,16 +299,22 @@ func (c *cilium) node(name string) *Node {
 	return nil
 }
 
-// takeLease creates a Service's lease held by the first renewing node, as
-// the agent that wins Cilium's election would; nil when no node renews.
-func (c *cilium) takeLease(ctx context.Context, svc *corev1.Service, now time.Time) (*coordinationv1.Lease, error) {
-	var holder *Node
+// firstRenewing is the node that wins an election: the first that renews;
+// nil when none does.
+func (c *cilium) firstRenewing() *Node {
 	for _, n := range c.nodes {
 		if n.renewing() {
-			holder = n
-			break
+			return n
 		}
 	}
+	return nil
+}
+
+// takeLease creates a Service's lease held by the first renewing node, as
+// the agent that wins Cilium's (or kube-vip's) election would; nil when no
+// node renews.
+func (c *cilium) takeLease(ctx context.Context, svc *corev1.Service, name string, now time.Time) (*coordinationv1.Lease, error) {
+	holder := c.firstRenewing()
 	if holder == nil {
 		return nil, nil
 	}
@@ -283,7 +322,7 @@ func (c *cilium) takeLease(ctx context.Context, svc *corev1.Service, now time.Ti
 	defer cancel()
 	t := metav1.MicroTime{Time: now}
 	l := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: seed.LeaseName(svc.Namespace, svc.Name), Namespace: c.namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.namespace},
 		Spec: coordinationv1.LeaseSpec{
 			HolderIdentity: &holder.Name, LeaseDurationSeconds: ptr.To[int32](15),
 			AcquireTime: &t, RenewTime: &t, LeaseTransitions: ptr.To[int32](0),
@@ -295,10 +334,10 @@ func (c *cilium) takeLease(ctx context.Context, svc *corev1.Service, now time.Ti
 		return c.client.CoordinationV1().Leases(c.namespace).Get(ctx, l.Name, metav1.GetOptions{})
 	}
 	if err != nil {
-		c.logf("lab: cilium: elect %s for %s/%s: %v", holder.Name, svc.Namespace, svc.Name, err)
+		c.logf("lab: %s: elect %s for %s/%s: %v", c.impl, holder.Name, svc.Namespace, svc.Name, err)
 		return nil, err
 	}
-	c.logf("lab: cilium: %s took the lease of %s/%s", holder.Name, svc.Namespace, svc.Name)
+	c.logf("lab: %s: %s took the lease %s of %s/%s", c.impl, holder.Name, name, svc.Namespace, svc.Name)
 	return created, nil
 }
 

@@ -87,7 +87,30 @@ type Options struct {
 	// load balancer Service that has none, and holds it. Off, only the
 	// tests write leases.
 	Elect bool
+	// Implementation is the L2 announcer the nodes stand in for:
+	// ImplCilium (the default), ImplMetalLB or ImplKubeVIP (see [Node]).
+	Implementation string
 }
+
+// The L2 implementations the nodes can stand in for.
+const (
+	// ImplCilium: a node answers for the Services whose lease
+	// cilium-l2announce-<ns>-<svc> it holds and renews.
+	ImplCilium = "cilium"
+	// ImplMetalLB: a node answers for the Services whose ServiceL2Status
+	// (metallb.io/v1beta1, in the lease namespace) names it, as MetalLB's
+	// speaker does; with Elect, the first renewing node writes the status of
+	// a Service that MetalLB gave an IP (metallb.io/ip-allocated-from-pool)
+	// from a pool an L2Advertisement announces. The API server needs
+	// MetalLB's CRDs (kubecluster.MetalLBCRDDir).
+	ImplMetalLB = "metallb"
+	// ImplKubeVIP: a node answers for the Services whose lease
+	// kubevip-<svc> (in the lease namespace) it holds and renews, and writes
+	// kube-vip.io/vipHost on them, as kube-vip with service election does;
+	// with Elect, the first renewing node takes the lease of a Service of
+	// class kube-vip.io/kube-vip-class.
+	ImplKubeVIP = "kube-vip"
+)
 
 // Lab is a running reference LAN. Its methods are safe for concurrent use
 // unless noted.
@@ -124,6 +147,13 @@ func Start(t testing.TB, opts Options) *Lab {
 	}
 	if opts.RenewInterval <= 0 {
 		opts.RenewInterval = 2 * time.Second
+	}
+	switch opts.Implementation {
+	case "":
+		opts.Implementation = ImplCilium
+	case ImplCilium, ImplMetalLB, ImplKubeVIP:
+	default:
+		t.Fatalf("lab: Options.Implementation %q is not %s, %s or %s", opts.Implementation, ImplCilium, ImplMetalLB, ImplKubeVIP)
 	}
 	backend, err := loopbackHostPort(opts.RESTConfig.Host)
 	if err != nil {
@@ -180,7 +210,7 @@ func Start(t testing.TB, opts Options) *Lab {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if l.cilium, err = startCilium(ctx, l.restConfig, opts.CiliumNamespace, opts.RenewInterval, opts.Elect, l.Nodes, t.Logf); err != nil {
+	if l.cilium, err = startCilium(ctx, l.restConfig, opts.CiliumNamespace, opts.RenewInterval, opts.Elect, opts.Implementation, l.Nodes, t.Logf); err != nil {
 		t.Fatalf("lab: Cilium stand-in: %v", err)
 	}
 	t.Logf("lab: started in %s (router %s, API server %s, nodes %v)", time.Since(begin).Round(time.Millisecond), l.Router.Name, APIServer, seed.NodeNames)

@@ -27,6 +27,12 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	dirs, err := kubecluster.CRDDirs()
+	if err == nil {
+		// MetalLB's too, for its stand-in (TestOtherImplementations).
+		var metallb string
+		metallb, err = kubecluster.MetalLBCRDDir()
+		dirs = append(dirs, metallb)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
