@@ -26,7 +26,7 @@ run: build ## the sandbox: a local API server seeded like the reference cluster,
 	$(BIN)/sandbox --lbprobe $(BIN)/lbprobe
 
 lab: build ## as root: the reference LAN in network namespaces and its scenarios, printing lbprobe's L2 series as they run
-	LBPROBE_LAB_SHOW=1 LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe $(GO) test -count=1 -v -run 'TestReferenceLAN|TestScenarios|TestWrongDNSAnswer|TestOtherImplementations' ./test/lab/
+	LBPROBE_LAB_SHOW=1 LBPROBE_BINARY=$(CURDIR)/$(BIN)/lbprobe $(GO) test -count=1 -v -run 'TestReferenceLAN|TestScenarios|TestWrongDNSAnswer|TestOtherImplementations|TestIPv6NDP' ./test/lab/
 
 run-static: build ## static targets only: loopback peers + lbprobe on examples/static.yml (no Kubernetes)
 	$(GO) build -o $(BIN)/demotargets ./hack/demotargets

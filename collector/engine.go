@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -111,6 +112,10 @@ type Engine struct {
 	// first, so that they wait side by side from its start instead of
 	// holding the round past one probe timeout when they come last.
 	slow atomic.Pointer[map[jobKey]bool]
+	// nodeMACs are the nodes' MACs the last finished round learned (see
+	// RoundResult.nodeMACs): an NDP probe also solicits the announcer's
+	// MAC unicast.
+	nodeMACs atomic.Pointer[map[string]map[string]string]
 
 	rounds atomic.Uint64 // rounds started
 	joins  atomic.Uint64 // Probe calls that joined a round in flight
@@ -224,6 +229,7 @@ func (e *Engine) joinable(notBefore time.Time) *round {
 // logging to logger, with the debug probes' own concurrency bound.
 func (e *Engine) ProbeTargets(ctx context.Context, t Targets, budget time.Duration, logger *slog.Logger) *RoundResult {
 	r := e.newRound(t, budget, logger)
+	r.setHolderMACs(e.nodeMACs.Load())
 	go r.run(e.probers, e.debugSem, nil)
 	select {
 	case <-r.done:
@@ -232,14 +238,30 @@ func (e *Engine) ProbeTargets(ctx context.Context, t Targets, budget time.Durati
 	return r.snapshot(time.Now())
 }
 
+// LearnNodeMACs ARP-probes the nodes' InternalIPs now (when ARP probes are
+// on), so that the next round's NDP probes also solicit the announcers'
+// MACs unicast: a one-shot `lbprobe diagnose` has no last round to learn
+// them from.
+func (e *Engine) LearnNodeMACs(ctx context.Context, budget time.Duration) {
+	if e.Options().ARPInterfaces == nil {
+		return
+	}
+	res := e.ProbeTargets(ctx, Targets{Nodes: e.AllTargets().Nodes}, budget, e.logger)
+	macs := res.nodeMACs()
+	e.nodeMACs.Store(&macs)
+}
+
 func (e *Engine) startRound(budget time.Duration) *round {
 	e.rounds.Add(1)
 	r := e.newRound(e.Targets(), budget, e.logger)
 	r.startFirst(e.slow.Load(), cap(e.sem)/2)
+	r.setHolderMACs(e.nodeMACs.Load())
 	go func() {
 		r.run(e.probers, e.sem, e.active)
 		e.slow.Store(r.slowJobs())
 		res := r.snapshot(time.Now())
+		macs := res.nodeMACs()
+		e.nodeMACs.Store(&macs)
 		e.mu.Lock()
 		e.inflight = slices.DeleteFunc(e.inflight, func(o *round) bool { return o == r })
 		if e.last == nil || !res.Started.Before(e.last.Started) {
@@ -300,6 +322,23 @@ func (r *round) key(j job) jobKey {
 		k.target = l.Namespace + "/" + l.Gateway + "/" + l.Listener
 	}
 	return k
+}
+
+// setHolderMACs gives each NDP job of an IPv6 load balancer IP the MAC of
+// its holder on the job's interface, from macs (nil: none known).
+func (r *round) setHolderMACs(macs *map[string]map[string]string) {
+	if macs == nil {
+		return
+	}
+	for i, j := range r.jobs {
+		if j.kind != kindARP || !j.ip.Is6() || j.lb < 0 {
+			continue
+		}
+		holder := r.targets.LoadBalancers[j.lb].Holder
+		if m, err := net.ParseMAC((*macs)[j.iface]["node "+holder]); holder != "" && err == nil {
+			r.jobs[i].holderMAC = m
+		}
+	}
 }
 
 // startFirst moves up to max of the jobs that were slow in the last round
@@ -505,7 +544,19 @@ func (r *round) runJob(ctx context.Context, p Probers, j job) outcome {
 			o.res = probe.Result{Reason: probe.ReasonHolderIsSelf}
 			break
 		}
-		ar := p.ARP(pctx, j.ip, probe.ARPOptions{Interface: j.iface}, logger)
+		var ar probe.ARPResult
+		if j.ip.Is6() && j.kind == kindARP {
+			// IPv6 has no ARP: a Neighbor Solicitation, multicast then
+			// unicast, also to the announcer's MAC when the last round
+			// learned it.
+			opts := probe.NDPOptions{Interface: j.iface}
+			if j.holderMAC != nil {
+				opts.Unicast = []net.HardwareAddr{j.holderMAC}
+			}
+			ar = p.NDP(pctx, j.ip, opts, logger)
+		} else {
+			ar = p.ARP(pctx, j.ip, probe.ARPOptions{Interface: j.iface}, logger)
+		}
 		o.res, o.arp = ar.Result, &ar
 	case kindRoute:
 		start := time.Now()

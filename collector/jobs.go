@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"net"
 	"net/netip"
 	"strconv"
 
@@ -50,6 +51,9 @@ type job struct {
 	iface    string // ARP: the interface probed on
 	node     int    // node ARP: index into the round's nodes, else -1
 	skipSelf bool   // ARP of a VIP held by this very node: not probed
+	// holderMAC, for the NDP probe of an IPv6 IP, is its holder's MAC
+	// from the last round (nil when unknown).
+	holderMAC net.HardwareAddr
 }
 
 func (j job) logAttrs() []any {

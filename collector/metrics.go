@@ -96,11 +96,13 @@ var (
 	descARPResponder = newGaugeDesc("loadbalancer_arp_responder_info",
 		"1 for every MAC address that answered ARP for the IP, with the node it belongs to when known.", withLabel(lbIPLabels, "interface", "mac", "node"))
 	descARPFailure = newGaugeDesc("loadbalancer_arp_failure_info",
-		"1 when the ARP probe of the IP failed, with the reason (timeout, not_applicable for IPv6, permission_denied, error).", withLabel(lbIPLabels, "interface", "reason"))
+		"1 when the ARP probe of the IP (NDP for IPv6) failed, with the reason (timeout, permission_denied, error).", withLabel(lbIPLabels, "interface", "reason"))
 	descARPSkipped = newGaugeDesc("loadbalancer_arp_skipped",
 		"1 when the ARP probe of the IP was not run, with the reason: holder_is_self (lbprobe runs on the node that holds the VIP, which cannot ARP its own VIP).", withLabel(lbIPLabels, "interface", "reason"))
 	descARPHolderMatch = newGaugeDesc("loadbalancer_arp_holder_match",
 		"1 when the lease holder's MAC (from ARP of its InternalIP on the interface) alone answered ARP for the IP on the interface, else 0; absent when the holder's MAC is unknown there.", withLabel(lbIPLabels, "interface"))
+	descNDPAnswered = newGaugeDesc("loadbalancer_ndp_answered",
+		"For an IPv6 load balancer IP (probed by NDP; the loadbalancer_arp_* series hold the result of either mode): 1 when a Neighbor Advertisement answered the Neighbor Solicitation sent to the solicited-node multicast address (mode=multicast), or the one sent unicast to the MACs that answered it and to the announcer's (mode=unicast, only when one was sent), else 0. An announcer that answers one mode only is half-broken (cilium#41678, cilium#44311).", withLabel(lbIPLabels, "interface", "mode"))
 	descRouteInfo = newGaugeDesc("loadbalancer_route_info",
 		"1, with the interface and next hop (empty when on-link) the prober's host routes the IP through.", withLabel(lbIPLabels, "interface", "gateway"))
 	descRouteOK = newGaugeDesc("loadbalancer_route_ok",
@@ -161,6 +163,12 @@ func (r *RoundResult) Collect(ch chan<- prometheus.Metric) {
 				}
 				if a.HolderMatch != nil {
 					gauge(descARPHolderMatch, BoolValue(*a.HolderMatch), labels...)
+				}
+				if n := a.NDP; n != nil && a.Reason != probe.ReasonNotStarted {
+					gauge(descNDPAnswered, BoolValue(len(n.Multicast) > 0), append(labels, "multicast")...)
+					if len(n.UnicastAsked) > 0 {
+						gauge(descNDPAnswered, BoolValue(len(n.Unicast) > 0), append(labels, "unicast")...)
+					}
 				}
 			}
 			if rt := ip.Route; rt != nil {

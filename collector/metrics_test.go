@@ -168,7 +168,7 @@ gateway_tls_cert_not_after_timestamp_seconds{hostname="app.sbbh.cloud",ip="10.11
 # HELP gateway_tls_handshake_success 1 when the TLS handshake with SNI = hostname completed on the address, else 0.
 # TYPE gateway_tls_handshake_success gauge
 gateway_tls_handshake_success{hostname="app.sbbh.cloud",ip="10.11.80.80",name="",namespace="",port="443",source="static"} 1
-# HELP loadbalancer_arp_failure_info 1 when the ARP probe of the IP failed, with the reason (timeout, not_applicable for IPv6, permission_denied, error).
+# HELP loadbalancer_arp_failure_info 1 when the ARP probe of the IP (NDP for IPv6) failed, with the reason (timeout, permission_denied, error).
 # TYPE loadbalancer_arp_failure_info gauge
 loadbalancer_arp_failure_info{interface="eth0",ip="10.11.80.81",namespace="kube-system",reason="timeout",service="internal"} 1
 # HELP loadbalancer_arp_holder_match 1 when the lease holder's MAC (from ARP of its InternalIP on the interface) alone answered ARP for the IP on the interface, else 0; absent when the holder's MAC is unknown there.

@@ -18,6 +18,7 @@ type Probers struct {
 	DNS    func(ctx context.Context, server, name string, expect []netip.Addr, opts probe.DNSOptions, logger *slog.Logger) probe.DNSResult
 	TLS    func(ctx context.Context, addr netip.AddrPort, serverName string, opts probe.TLSOptions, logger *slog.Logger) probe.TLSResult
 	ARP    func(ctx context.Context, ip netip.Addr, opts probe.ARPOptions, logger *slog.Logger) probe.ARPResult
+	NDP    func(ctx context.Context, ip netip.Addr, opts probe.NDPOptions, logger *slog.Logger) probe.ARPResult
 	Route  func(ip netip.Addr) (probe.RouteResult, error)
 	// Interfaces lists the host's interfaces that ARP probes may use.
 	Interfaces func() ([]string, error)
@@ -42,6 +43,9 @@ func (p Probers) withDefaults() Probers {
 	}
 	if p.ARP == nil {
 		p.ARP = probe.ARP
+	}
+	if p.NDP == nil {
+		p.NDP = probe.NDP
 	}
 	if p.Route == nil {
 		p.Route = probe.Route

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -157,6 +158,16 @@ func labScrape(t *testing.T) string {
 	if _, err := sc.Core.CoreV1().Services(seed.NetworkNS).Patch(t.Context(), "k8s-gateway", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Dual stack: the external Gateway's Service gets an IPv6 IP too, which the lab announces
+	// by NDP.
+	svc, err := sc.Core.CoreV1().Services(seed.GatewayNS).Get(t.Context(), "cilium-gateway-external", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: lab.IPv6Of(sc.Addrs.External).String()})
+	if _, err := sc.Core.CoreV1().Services(seed.GatewayNS).UpdateStatus(t.Context(), svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	l := lab.Start(t, lab.Options{RESTConfig: c.RESTConfig()})
 	l.Node(seed.NodeNames[1]).SetARP(false)
 	lbp := l.StartLBProbe(t, l.Router, "--probe.timeout=2s", "--probe.route.check", "--node.name="+seed.NodeNames[2])
@@ -164,7 +175,7 @@ func labScrape(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"loadbalancer_arp_responder_info{", "loadbalancer_arp_failure_info{", "loadbalancer_arp_skipped{", "loadbalancer_icmp_failure_info{"} {
+	for _, want := range []string{"loadbalancer_arp_responder_info{", "loadbalancer_arp_failure_info{", "loadbalancer_arp_skipped{", "loadbalancer_icmp_failure_info{", "loadbalancer_ndp_answered{"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the lab's scrape has no %s...}", want)
 		}

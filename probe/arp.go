@@ -48,6 +48,9 @@ type ARPResult struct {
 	// target, sorted. More than one means several hosts claim the address
 	// (a split brain of L2 announcements, or a duplicate address).
 	MACs []net.HardwareAddr
+	// NDP is set for an IPv6 target (probed by NDP): which MACs answered
+	// the multicast and the unicast Neighbor Solicitations.
+	NDP *NDPModes
 }
 
 // ARP sends ARP who-has requests for ip out of opts.Interface with
@@ -142,20 +145,13 @@ func ARP(ctx context.Context, ip netip.Addr, opts ARPOptions, logger *slog.Logge
 		if sent < arpRequests && nextSend.Before(end) {
 			readUntil = nextSend
 		}
-		if err := conn.SetReadDeadline(readUntil); err != nil {
-			readErr = err
-			break
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		n, _, err := conn.ReadFrom(buf)
+		n, timedOut, err := readBefore(ctx, conn, buf, readUntil)
 		if err != nil {
-			if isTimeout(err) {
-				continue // a resend is due, the window is over, or ctx ended
-			}
 			readErr = err
 			break
+		}
+		if timedOut {
+			continue // a resend is due, the window is over, or ctx ended
 		}
 		mac, ok := arpReplyFrom(buf[:n], ip, ifi.HardwareAddr)
 		if !ok {
@@ -185,6 +181,22 @@ func ARP(ctx context.Context, ip netip.Addr, opts ARPOptions, logger *slog.Logge
 	}
 	return failed(ReasonTimeout, fmt.Errorf("arp: no reply for %s on %q within %v (%d requests)",
 		ip, opts.Interface, end.Sub(start).Round(time.Millisecond), sent))
+}
+
+// readBefore reads one frame from conn into buf until the deadline;
+// timedOut is true when the deadline passed, or ctx ended, first.
+func readBefore(ctx context.Context, conn *packet.Conn, buf []byte, until time.Time) (n int, timedOut bool, err error) {
+	if err := conn.SetReadDeadline(until); err != nil {
+		return 0, false, err
+	}
+	if ctx.Err() != nil {
+		return 0, true, nil
+	}
+	n, _, err = conn.ReadFrom(buf)
+	if err != nil && isTimeout(err) {
+		return 0, true, nil
+	}
+	return n, false, err
 }
 
 // isTimeout reports whether err is a read deadline passing.

@@ -100,6 +100,9 @@ func diagnose(ctx context.Context, f *flags, logger *slog.Logger) ([]diagnosis.D
 	}
 
 	budget := f.defaultScrapeTimeout - f.timeoutOffset
+	// The nodes' MACs first: an IPv6 IP's NDP probe solicits its
+	// announcer's unicast too.
+	p.engine.LearnNodeMACs(ctx, min(budget, f.probeTimeout, 1500*time.Millisecond))
 	var round *collector.RoundResult
 	if len(f.targets) == 0 {
 		round = p.engine.Probe(ctx, budget) // every target: a full round, with --probe.concurrency

@@ -422,6 +422,12 @@ func arpStep(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPStatus,
 		case len(a.MACs) > 1:
 			return failed(StepARP, fmt.Sprintf("%d MACs answer on %s: %s", len(a.MACs), a.Interface, strings.Join(nodes, ", ")), CauseSplitBrain,
 				fmt.Sprintf("%s answer ARP for %s: find the second announcer (another lease, a duplicate address, a second L2 implementation) and stop it", strings.Join(nodes, " and "), ip.IP))
+		case a.NDP != nil && len(a.NDP.Multicast) == 0:
+			return failed(StepARP, fmt.Sprintf("%s answers unicast Neighbor Solicitations on %s, not multicast ones", nodes[0], a.Interface), CauseHolderSilent,
+				fmt.Sprintf("%s answers only unicast solicitations for %s (cilium#41678, cilium#44311): a host that resolves it by multicast, as every new client does, gets no answer. Upgrade or restart the announcer on %s; %s", nodes[0], ip.IP, orUnknown(holder), takeOver(st, leaseNS)))
+		case a.NDP != nil && len(a.NDP.UnicastAsked) > 0 && len(a.NDP.Unicast) == 0:
+			return failed(StepARP, fmt.Sprintf("%s answers multicast Neighbor Solicitations on %s, not unicast ones", nodes[0], a.Interface), CauseHolderSilent,
+				fmt.Sprintf("%s answers only multicast solicitations for %s (cilium#41678, cilium#44311): hosts' neighbor unreachability detection (unicast) fails and they drop the entry every few seconds. Upgrade or restart the announcer on %s; %s", nodes[0], ip.IP, orUnknown(holder), takeOver(st, leaseNS)))
 		case a.HolderMatch != nil && !*a.HolderMatch:
 			return failed(StepARP, fmt.Sprintf("%s answers on %s, the announcer is %s", nodes[0], a.Interface, orUnknown(holder)), CauseHolderSilent,
 				fmt.Sprintf("%s should announce %s but %s answers ARP: the announcer is silent; %s", orUnknown(holder), svc, nodes[0], takeOver(st, leaseNS)))

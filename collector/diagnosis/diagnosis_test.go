@@ -293,6 +293,15 @@ func TestOtherImplementationsCauses(t *testing.T) {
 			ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = nil, nil, ptr(false)
 			ip.ARP[0].Result = probe.Result{Reason: probe.ReasonTimeout}
 		}, CauseHolderSilent, []string{"k8s-opti-02 should announce it", "restart the MetalLB speaker on k8s-opti-02"}},
+		{"IPv6: both solicitations answered", healthyService, func(_ *kube.ServiceState, ip *collector.IPStatus) {
+			ip.ARP[0].NDP = &probe.NDPModes{Multicast: []net.HardwareAddr{mac1}, UnicastAsked: []net.HardwareAddr{mac1}, Unicast: []net.HardwareAddr{mac1}}
+		}, CauseOK, nil},
+		{"IPv6: multicast solicitations unanswered", healthyService, func(_ *kube.ServiceState, ip *collector.IPStatus) {
+			ip.ARP[0].NDP = &probe.NDPModes{UnicastAsked: []net.HardwareAddr{mac1}, Unicast: []net.HardwareAddr{mac1}}
+		}, CauseHolderSilent, []string{"answers only unicast solicitations", "cilium#41678"}},
+		{"IPv6: unicast solicitations unanswered", healthyService, func(_ *kube.ServiceState, ip *collector.IPStatus) {
+			ip.ARP[0].NDP = &probe.NDPModes{Multicast: []net.HardwareAddr{mac1}, UnicastAsked: []net.HardwareAddr{mac1}}
+		}, CauseHolderSilent, []string{"answers only multicast solicitations", "neighbor unreachability detection"}},
 		{"kube-vip healthy", kubeVIPService, func(*kube.ServiceState, *collector.IPStatus) {}, CauseOK, nil},
 		{"kube-vip: lease expired", kubeVIPService, func(s *kube.ServiceState, _ *collector.IPStatus) {
 			s.Announcer.Node, s.Announcer.Expired = "", true
@@ -307,10 +316,10 @@ func TestOtherImplementationsCauses(t *testing.T) {
 			ip.ARP[0].MACs, ip.ARP[0].Nodes, ip.ARP[0].HolderMatch = []net.HardwareAddr{mac1, mac2}, []string{"k8s-opti-02", "k8s-nuc"}, ptr(false)
 		}, CauseSplitBrain, []string{"k8s-opti-02 and k8s-nuc answer ARP"}},
 	}
-	lb := collector.LoadBalancer{Namespace: "apps", Service: "web"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st, ip := tt.svc(), healthyIP()
+			lb := collector.LoadBalancer{Namespace: st.Namespace, Service: st.Name}
 			tt.mutate(st, ip)
 			checkVerdict(t, LoadBalancer(lb, st, ip, arpMode), tt.cause, tt.fix)
 		})

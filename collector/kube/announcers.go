@@ -320,8 +320,10 @@ func (v *view) announcer(s *corev1.Service) *Announcer {
 			a.Node, a.Source = st[0].node, "servicel2status "+st[0].namespace+"/"+st[0].name
 		}
 	case ImplKubeVIP:
+		// Its own lease with service election, else the one leader of
+		// the shared plndr-svcs-lock announces every Service.
 		l := v.kubeVIPLease(s)
-		if l == nil && s.Annotations[annotationKubeVIPHost] != "" && v.leaseNamed != nil {
+		if l == nil && v.leaseNamed != nil {
 			l = v.leaseNamed(kubeVIPSharedLease)
 		}
 		switch {

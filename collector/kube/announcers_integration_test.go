@@ -136,12 +136,20 @@ func TestIntegrationKubeVIPAnnouncer(t *testing.T) {
 		return nil
 	})
 
-	// With service election, the lease kubevip-web decides.
+	// Without service election, the leader of plndr-svcs-lock announces it.
 	now := metav1.NewMicroTime(time.Now())
-	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kubevip-web"},
+	shared := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plndr-svcs-lock"},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(other), LeaseDurationSeconds: ptr.To(int32(15)), AcquireTime: &now, RenewTime: &now}}
+	if _, err := cl.kube.CoordinationV1().Leases(ns).Create(t.Context(), shared, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the shared lease's holder", wantValue(t, reg, 1, "loadbalancer_announcer_info", append(labels, "node", other)...))
+
+	// With service election, the lease kubevip-web decides.
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kubevip-web"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node), LeaseDurationSeconds: ptr.To(int32(15)), AcquireTime: &now, RenewTime: &now}}
 	if _, err := cl.kube.CoordinationV1().Leases(ns).Create(t.Context(), lease, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the lease holder", wantValue(t, reg, 1, "loadbalancer_announcer_info", append(labels, "node", other)...))
+	eventually(t, 10*time.Second, "the Service's own lease", wantValue(t, reg, 1, "loadbalancer_announcer_info", append(labels, "node", node)...))
 }

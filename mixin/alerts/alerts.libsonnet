@@ -228,6 +228,17 @@ local promql = import '../lib/promql.libsonnet';
             "No host on {{ $labels.interface }} answered an ARP who-has for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) from {{ $labels.instance }} for %s. The lease holder is %s: when it holds the lease but does not answer, its L2 announcer is stuck or the policy's interfaces do not match its NIC. Delete the lease to force a new election: kubectl -n %s delete lease %s." % [c['for'].loadBalancerARPNoReply, holderText, ns, lease],
           ),
           alert(
+            'LoadBalancerNDPModeUnanswered',
+            'loadBalancerNDPModeUnanswered',
+            |||
+              loadbalancer_ndp_answered{%(sel)s} == 0
+              and on (%(ip)s)
+              loadbalancer_arp_reachable{%(sel)s} == 1
+            ||| % { sel: sel, ip: obj(['namespace', 'service', 'ip', 'interface', 'instance']) },
+            '{{ $labels.ip }} is answered for on {{ $labels.interface }}, but not to {{ $labels.mode }} Neighbor Solicitations.',
+            'Something answers NDP for the IPv6 IP {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) on {{ $labels.interface }}, seen from {{ $labels.instance }}, but not the solicitations sent {{ $labels.mode }} (cilium#41678, cilium#44311): with multicast unanswered new clients cannot resolve it, with unicast unanswered neighbor unreachability detection fails and clients drop it. Upgrade or restart the announcer on the node that holds the IP; lbprobe diagnose {{ $labels.namespace }}/{{ $labels.service }} names it.',
+          ),
+          alert(
             'LoadBalancerARPSplitBrain',
             'loadBalancerARPSplitBrain',
             'loadbalancer_arp_responders{%s} > 1' % sel,

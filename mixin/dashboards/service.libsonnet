@@ -145,7 +145,7 @@ local g = import '../lib/dashboard.libsonnet';
           g.column('Failed', 'max by (%s) (loadbalancer_arp_failure_info{%s})' % [byInstance(['ip', 'interface', 'reason']), m()], g.colorBackground { mappings: g.valueMappings({ '1': ['FAILED', 'red'] }) }),
           g.column('Skipped', 'max by (%s) (loadbalancer_arp_skipped{%s})' % [byInstance(['ip', 'interface', 'reason']), m()], { mappings: g.valueMappings({ '1': ['skipped', 'text'] }) }),
         ],
-        description='ARP probes that fail now (timeout, not_applicable for IPv6, permission_denied) or were not run (holder_is_self: lbprobe runs on the holder, which cannot ARP its own VIP).',
+        description='ARP probes (NDP for IPv6 IPs) that fail now (timeout, permission_denied) or were not run (holder_is_self: lbprobe runs on the holder, which cannot ARP its own VIP).',
       ),
     ],
 

@@ -369,7 +369,7 @@ func ingressIPs(svc *corev1.Service) []netip.Addr {
 	var ips []netip.Addr
 	for _, in := range svc.Status.LoadBalancer.Ingress {
 		ip, err := netip.ParseAddr(in.IP)
-		if err == nil && Subnet.Contains(ip) {
+		if err == nil && (Subnet.Contains(ip) || Subnet6.Contains(ip)) {
 			ips = append(ips, ip)
 		}
 	}

@@ -58,6 +58,10 @@ import (
 var (
 	// Subnet is the reference LAN; every lab address lives in it.
 	Subnet = netip.MustParsePrefix("10.11.80.0/24")
+	// Subnet6 is the LAN's IPv6 prefix (dual stack): each host also has
+	// fd00:11:80::<its IPv4 address's last byte, in hex>, and a Service's IPv6
+	// load balancer IPs are announced by NDP, as Cilium does.
+	Subnet6 = netip.MustParsePrefix("fd00:11:80::/64")
 	// RouterIP is the LAN host that runs the LAN prober.
 	RouterIP = netip.MustParseAddr("10.11.80.1")
 	// APIServer is where the lab's hosts reach the Kubernetes API server.
@@ -221,8 +225,16 @@ func Start(t testing.TB, opts Options) *Lab {
 func (l *Lab) host(nl *netlab.Lab, label string, ip netip.Addr) *netlab.Namespace {
 	l.t.Helper()
 	ns := nl.Namespace(label)
-	l.Switch.Connect(bridge, portName(label), ns, Interface, netip.PrefixFrom(ip, Subnet.Bits()).String())
+	l.Switch.Connect(bridge, portName(label), ns, Interface, netip.PrefixFrom(ip, Subnet.Bits()).String(),
+		netip.PrefixFrom(IPv6Of(ip), Subnet6.Bits()).String())
 	return ns
+}
+
+// IPv6Of is a lab host's IPv6 address: fd00:11:80::<ip's last byte>.
+func IPv6Of(ip netip.Addr) netip.Addr {
+	b := Subnet6.Addr().As16()
+	b[15] = ip.As4()[3]
+	return netip.AddrFrom16(b)
 }
 
 // portName is the bridge port of a host: "p-" and the label, at most 15
@@ -401,6 +413,15 @@ func checkRoot(labs []*netlab.Namespace) error {
 	for _, a := range addrs {
 		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && Subnet.Contains(ip) {
 			return fmt.Errorf("the root network namespace has %s, inside the lab subnet %s", a.IPNet, Subnet)
+		}
+	}
+	addrs6, err := h.AddrList(nil, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("list root IPv6 addresses: %w", err)
+	}
+	for _, a := range addrs6 {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && Subnet6.Contains(ip) {
+			return fmt.Errorf("the root network namespace has %s, inside the lab subnet %s", a.IPNet, Subnet6)
 		}
 	}
 

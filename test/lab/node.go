@@ -11,9 +11,12 @@ import (
 	"syscall"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/lbprobe/lbprobe/probe"
 	"github.com/lbprobe/lbprobe/test/netlab"
 )
 
@@ -33,10 +36,12 @@ type Node struct {
 	logf   func(string, ...any)
 	h      *netlink.Handle // inside NS
 	client *arp.Client     // socket created inside NS
+	ndp    *packet.Conn    // IPv6 packet socket created inside NS
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
-	silent    bool                // SetARP(false)
+	silent    bool                // SetARP(false): no ARP nor NDP answers
+	noNDP     [2]bool             // SetNDP: no answers to multicast [0], unicast [1] solicitations
 	noRenew   bool                // SetRenew(false)
 	held      map[netip.Addr]bool // from the leases, set by the stand-in
 	forced    map[netip.Addr]bool // Announce
@@ -61,6 +66,15 @@ func (n *Node) SetARP(on bool) {
 func (n *Node) SetRenew(on bool) {
 	n.mu.Lock()
 	n.noRenew = !on
+	n.mu.Unlock()
+}
+
+// SetNDP turns the node's answers to IPv6 Neighbor Solicitations sent to
+// the solicited-node multicast address and sent unicast on or off (Cilium
+// answered one and dropped the other: cilium#41678, cilium#44311).
+func (n *Node) SetNDP(multicast, unicast bool) {
+	n.mu.Lock()
+	n.noNDP = [2]bool{!multicast, !unicast}
 	n.mu.Unlock()
 }
 
@@ -140,14 +154,61 @@ func (n *Node) start(logf func(string, ...any)) error {
 		if err != nil {
 			return err
 		}
-		n.client, err = arp.Dial(ifi)
+		if n.client, err = arp.Dial(ifi); err != nil {
+			return err
+		}
+		n.ndp, err = packet.Listen(ifi, packet.Raw, 0x86dd, nil)
 		return err
 	}); err != nil {
+		if n.client != nil {
+			n.client.Close()
+		}
 		n.h.Close()
-		return fmt.Errorf("ARP socket on %s: %w", Interface, err)
+		return fmt.Errorf("ARP and NDP sockets on %s: %w", Interface, err)
 	}
 	n.wg.Go(n.respond)
+	n.wg.Go(n.respondNDP)
 	return nil
+}
+
+// respondNDP answers the Neighbor Solicitations for the IPv6 IPs the node
+// announces, multicast and unicast as SetNDP allows.
+func (n *Node) respondNDP() {
+	buf := make([]byte, 1500)
+	for {
+		size, _, err := n.ndp.ReadFrom(buf)
+		if err != nil {
+			if !n.isStopped() {
+				n.logf("lab: %s: NDP read: %v", n.Name, err)
+			}
+			return
+		}
+		f, ok := probe.ParseNDPFrame(buf[:size])
+		if !ok || bytes.Equal(f.SrcMAC, n.MAC) {
+			continue
+		}
+		ns, ok := f.Message.(*ndp.NeighborSolicitation)
+		if !ok || !f.Src.IsValid() || f.Src.IsUnspecified() || !n.answers(ns.TargetAddress) {
+			continue
+		}
+		mode := 1 // unicast
+		if f.Dst.IsMulticast() {
+			mode = 0
+		}
+		n.mu.Lock()
+		drop := n.noNDP[mode]
+		n.mu.Unlock()
+		if drop {
+			continue
+		}
+		frame, err := probe.AdvertisementFrame(n.MAC, f.SrcMAC, ns.TargetAddress, f.Src, ns.TargetAddress)
+		if err == nil {
+			_, err = n.ndp.WriteTo(frame, &packet.Addr{HardwareAddr: f.SrcMAC})
+		}
+		if err != nil && !n.isStopped() {
+			n.logf("lab: %s: NDP advertisement of %s: %v", n.Name, ns.TargetAddress, err)
+		}
+	}
 }
 
 // respond answers who-has requests for the IPs the node announces.
@@ -188,7 +249,11 @@ func (n *Node) serve(ap netip.AddrPort) error {
 		if err != nil {
 			return fmt.Errorf("lo: %w", err)
 		}
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: ap.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
+		bits := ap.Addr().BitLen()
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: ap.Addr().AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+		if bits == 128 {
+			addr.Flags |= syscall.IFA_F_NODAD
+		}
 		if err := n.h.AddrAdd(lo, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
 			return fmt.Errorf("add %s to lo: %w", ap.Addr(), err)
 		}
@@ -197,7 +262,11 @@ func (n *Node) serve(ap netip.AddrPort) error {
 	var ln net.Listener
 	if err := n.NS.Run(func() error {
 		var err error
-		ln, err = net.Listen("tcp4", ap.String())
+		network := "tcp4"
+		if ap.Addr().Is6() {
+			network = "tcp6"
+		}
+		ln, err = net.Listen(network, ap.String())
 		return err
 	}); err != nil {
 		return fmt.Errorf("listen on %s: %w", ap, err)
@@ -229,6 +298,9 @@ func (n *Node) stop() {
 	n.mu.Unlock()
 	if n.client != nil {
 		n.client.Close()
+	}
+	if n.ndp != nil {
+		n.ndp.Close()
 	}
 	n.wg.Wait()
 	if n.h != nil {

@@ -1,0 +1,316 @@
+package probe
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
+)
+
+// etherTypeIPv6 is the EtherType of IPv6 frames.
+const etherTypeIPv6 ethernet.EtherType = 0x86dd
+
+// NDPModes says which MACs answered a Neighbor Solicitation sent to the
+// target's solicited-node multicast address, and which answered one sent
+// unicast to them. An announcer may answer one and drop the other (Cilium
+// did: cilium#41678, cilium#44311): clients resolve by multicast, and
+// neighbor unreachability detection confirms by unicast.
+type NDPModes struct {
+	Multicast []net.HardwareAddr
+	// UnicastAsked are the MACs a unicast solicitation went to (those that
+	// answered the multicast one and NDPOptions.Unicast); Unicast those of
+	// them that answered.
+	UnicastAsked []net.HardwareAddr
+	Unicast      []net.HardwareAddr
+}
+
+// NDPOptions configures an NDP probe.
+type NDPOptions struct {
+	// Interface is the interface to send on; it needs an IPv6 address (its
+	// link-local one is the solicitations' source).
+	Interface string
+	// Wait is the window, as ARPOptions.Wait: its first half for the
+	// multicast solicitations, its second for the unicast ones.
+	Wait time.Duration
+	// Unicast are MACs to send a unicast solicitation to besides those that
+	// answer the multicast one: the announcer's, when known.
+	Unicast []net.HardwareAddr
+}
+
+// NDP is ARP for an IPv6 target: Neighbor Solicitations for ip out of
+// opts.Interface over a packet socket, first to ip's solicited-node
+// multicast address, then unicast to every MAC that answered and to
+// opts.Unicast, collecting every Neighbor Advertisement for ip. The result
+// is an ARPResult (MACs: every MAC that answered either way, sorted) with
+// NDP set. It succeeds when a MAC answered; failures are those of ARP, an
+// IPv4 target being not_applicable.
+func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logger) ARPResult {
+	start := time.Now()
+	logger = proberLogger(ctx, logger, func() []any { return []any{"prober", "ndp", "target", ip.String(), "interface", opts.Interface} })
+	modes := &NDPModes{}
+	res := ARPResult{Interface: opts.Interface, NDP: modes}
+	failed := func(reason Reason, err error) ARPResult {
+		logger.Debug("ndp probe failed", "reason", reason, "err", err)
+		res.Result = fail(start, reason, err)
+		return res
+	}
+	switch {
+	case !ip.IsValid():
+		return failed(ReasonError, errors.New("invalid target: no IP address"))
+	case ip.Is4() || ip.Is4In6():
+		return failed(ReasonNotApplicable, fmt.Errorf("ndp: %s is an IPv4 address; NDP is for IPv6", ip))
+	case opts.Wait < 0:
+		return failed(ReasonError, fmt.Errorf("ndp: negative wait %v", opts.Wait))
+	case opts.Interface == "":
+		return failed(ReasonError, errors.New("ndp: no interface given"))
+	}
+	if err := ctx.Err(); err != nil {
+		return failed(ReasonTimeout, fmt.Errorf("ndp: %w", err))
+	}
+	end := arpWindowEnd(ctx, start, opts.Wait)
+	half := start.Add(end.Sub(start) / 2)
+
+	ifi, err := net.InterfaceByName(opts.Interface)
+	if err != nil {
+		return failed(ReasonError, fmt.Errorf("ndp: interface %q: %w", opts.Interface, err))
+	}
+	src, ok := ipv6Source(ifi)
+	if !ok {
+		return failed(ReasonError, fmt.Errorf("ndp: interface %q has no IPv6 address to send from", opts.Interface))
+	}
+	group, err := ndp.SolicitedNodeMulticast(ip)
+	if err != nil {
+		return failed(ReasonError, fmt.Errorf("ndp: %w", err))
+	}
+	conn, err := packet.Listen(ifi, packet.Raw, int(etherTypeIPv6), nil)
+	if err != nil {
+		if reason := classifyNetError(err); reason == ReasonPermission {
+			return failed(reason, fmt.Errorf("ndp: opening a packet socket needs CAP_NET_RAW: %w", err))
+		}
+		return failed(ReasonError, fmt.Errorf("ndp: packet socket on %q: %w", opts.Interface, err))
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	send := func(dstIP netip.Addr, dstMAC net.HardwareAddr) error {
+		frame, err := solicitation(ifi.HardwareAddr, dstMAC, src, dstIP, ip)
+		if err != nil {
+			return err
+		}
+		_, err = conn.WriteTo(frame, &packet.Addr{HardwareAddr: dstMAC})
+		return err
+	}
+	add := func(list []net.HardwareAddr, mac net.HardwareAddr) []net.HardwareAddr {
+		if slices.ContainsFunc(list, func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }) {
+			return list
+		}
+		return append(list, mac)
+	}
+	var (
+		firstReply time.Duration
+		all        []net.HardwareAddr
+		readErr    error
+		buf        = make([]byte, 1500)
+		sent       int
+		nextSend   = start
+		unicast    bool // the second half began: the unicast solicitations went out
+		resend     = min(half.Sub(start)/arpRequests, maxARPResend)
+	)
+	for readErr == nil && ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(end) {
+			break
+		}
+		switch {
+		case !unicast && !now.Before(half):
+			unicast = true
+			for _, m := range append(slices.Clone(modes.Multicast), opts.Unicast...) {
+				if slices.ContainsFunc(modes.UnicastAsked, func(a net.HardwareAddr) bool { return bytes.Equal(a, m) }) {
+					continue
+				}
+				logger.Debug("sending a unicast solicitation", "mac", m.String())
+				if err := send(ip, m); err != nil {
+					logger.Debug("unicast solicitation failed", "err", err)
+					continue
+				}
+				modes.UnicastAsked = append(modes.UnicastAsked, m)
+			}
+		case !unicast && sent < arpRequests && !now.Before(nextSend):
+			logger.Debug("sending a multicast solicitation", "request", sent+1, "group", group.String())
+			if err := send(group, multicastMAC(group)); err != nil && sent == 0 {
+				return failed(classifyNetError(err), fmt.Errorf("ndp: send a solicitation on %q: %w", opts.Interface, err))
+			}
+			sent++
+			nextSend = nextSend.Add(resend)
+		}
+		readUntil := end
+		if !unicast {
+			readUntil = half
+			if sent < arpRequests && nextSend.Before(half) {
+				readUntil = nextSend
+			}
+		}
+		n, timedOut, err := readBefore(ctx, conn, buf, readUntil)
+		if err != nil {
+			readErr = err
+			break
+		}
+		if timedOut {
+			continue // a resend is due, the window is over, or ctx ended
+		}
+		mac, ok := advertisementFrom(buf[:n], ip, ifi.HardwareAddr)
+		if !ok {
+			continue
+		}
+		if len(all) == 0 {
+			firstReply = time.Since(start)
+		}
+		all = add(all, mac)
+		if unicast && slices.ContainsFunc(modes.UnicastAsked, func(a net.HardwareAddr) bool { return bytes.Equal(a, mac) }) {
+			modes.Unicast = add(modes.Unicast, mac)
+		} else if !unicast {
+			modes.Multicast = add(modes.Multicast, mac)
+		}
+		logger.Debug("advertisement", "mac", mac.String(), "unicast", unicast, "after", time.Since(start))
+	}
+	for _, l := range []*[]net.HardwareAddr{&all, &modes.Multicast, &modes.Unicast, &modes.UnicastAsked} {
+		slices.SortFunc(*l, func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
+	}
+	if len(all) > 0 {
+		res.MACs = all
+		res.Result = Result{Success: true, Duration: time.Since(start), Phases: []Phase{{Name: "resolve", Duration: firstReply}}}
+		return res
+	}
+	if readErr != nil {
+		return failed(classifyNetError(readErr), fmt.Errorf("ndp: read on %q: %w", opts.Interface, readErr))
+	}
+	return failed(ReasonTimeout, fmt.Errorf("ndp: no advertisement for %s on %q within %v (%d multicast solicitations)",
+		ip, opts.Interface, end.Sub(start).Round(time.Millisecond), sent))
+}
+
+// ipv6Source is the interface's link-local IPv6 address, else another.
+func ipv6Source(ifi *net.Interface) (netip.Addr, bool) {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	var other netip.Addr
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.To4() != nil {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		if ip.IsLinkLocalUnicast() {
+			return ip.WithZone(ifi.Name), true
+		}
+		if !other.IsValid() {
+			other = ip
+		}
+	}
+	return other, other.IsValid()
+}
+
+// multicastMAC is the Ethernet address of an IPv6 multicast group
+// (33:33 and its last 32 bits).
+func multicastMAC(group netip.Addr) net.HardwareAddr {
+	b := group.As16()
+	return net.HardwareAddr{0x33, 0x33, b[12], b[13], b[14], b[15]}
+}
+
+// solicitation is an Ethernet frame holding a Neighbor Solicitation for
+// target from src (with mac as source link-layer address) to dst.
+func solicitation(mac, dstMAC net.HardwareAddr, src, dst, target netip.Addr) ([]byte, error) {
+	ns := &ndp.NeighborSolicitation{TargetAddress: target, Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac}}}
+	return icmpv6Frame(ns, mac, dstMAC, src, dst)
+}
+
+// icmpv6Frame wraps an NDP message in IPv6 (hop limit 255, as NDP demands)
+// and Ethernet.
+func icmpv6Frame(m ndp.Message, srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr) ([]byte, error) {
+	body, err := ndp.MarshalMessageChecksum(m, src.WithZone(""), dst.WithZone(""))
+	if err != nil {
+		return nil, err
+	}
+	ip6 := make([]byte, 40, 40+len(body))
+	ip6[0] = 0x60
+	binary.BigEndian.PutUint16(ip6[4:6], uint16(len(body)))
+	ip6[6] = 58 // ICMPv6
+	ip6[7] = 255
+	s, d := src.As16(), dst.As16()
+	copy(ip6[8:24], s[:])
+	copy(ip6[24:40], d[:])
+	f := ethernet.Frame{Destination: dstMAC, Source: srcMAC, EtherType: etherTypeIPv6, Payload: append(ip6, body...)}
+	return f.MarshalBinary()
+}
+
+// NDPFrame is an IPv6 frame's NDP message, with the addresses around it.
+type NDPFrame struct {
+	SrcMAC, DstMAC net.HardwareAddr
+	Src, Dst       netip.Addr
+	Message        ndp.Message
+}
+
+// ParseNDPFrame parses an Ethernet frame holding an NDP message (IPv6
+// without extension headers, hop limit 255); ok is false for anything else.
+func ParseNDPFrame(frame []byte) (NDPFrame, bool) {
+	var f ethernet.Frame
+	if err := f.UnmarshalBinary(frame); err != nil || f.EtherType != etherTypeIPv6 || len(f.Payload) < 40 {
+		return NDPFrame{}, false
+	}
+	p := f.Payload
+	if p[0]>>4 != 6 || p[6] != 58 || p[7] != 255 {
+		return NDPFrame{}, false
+	}
+	n := int(binary.BigEndian.Uint16(p[4:6]))
+	if 40+n > len(p) {
+		return NDPFrame{}, false
+	}
+	m, err := ndp.ParseMessage(p[40 : 40+n])
+	if err != nil {
+		return NDPFrame{}, false
+	}
+	return NDPFrame{SrcMAC: f.Source, DstMAC: f.Destination, Src: netip.AddrFrom16([16]byte(p[8:24])), Dst: netip.AddrFrom16([16]byte(p[24:40])), Message: m}, true
+}
+
+// AdvertisementFrame is an Ethernet frame holding a solicited Neighbor
+// Advertisement of target by mac, from src to dst (dstMAC).
+func AdvertisementFrame(mac, dstMAC net.HardwareAddr, src, dst, target netip.Addr) ([]byte, error) {
+	na := &ndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: target,
+		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}}}
+	return icmpv6Frame(na, mac, dstMAC, src, dst)
+}
+
+// advertisementFrom returns the MAC that advertises ip in frame (its
+// target link-layer address, else the frame's source) when the interface
+// (own) did not send it.
+func advertisementFrom(frame []byte, ip netip.Addr, own net.HardwareAddr) (net.HardwareAddr, bool) {
+	f, ok := ParseNDPFrame(frame)
+	if !ok || bytes.Equal(f.SrcMAC, own) {
+		return nil, false
+	}
+	na, ok := f.Message.(*ndp.NeighborAdvertisement)
+	if !ok || na.TargetAddress.WithZone("") != ip.WithZone("") {
+		return nil, false
+	}
+	for _, o := range na.Options {
+		if l, ok := o.(*ndp.LinkLayerAddress); ok && l.Direction == ndp.Target && len(l.Addr) == 6 {
+			return l.Addr, true
+		}
+	}
+	return f.SrcMAC, true
+}
