@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"regexp"
@@ -246,9 +247,30 @@ func (e *Engine) LearnNodeMACs(ctx context.Context, budget time.Duration) {
 	if e.Options().ARPInterfaces == nil {
 		return
 	}
-	res := e.ProbeTargets(ctx, Targets{Nodes: e.AllTargets().Nodes}, budget, e.logger)
-	macs := res.nodeMACs()
-	e.nodeMACs.Store(&macs)
+	all := e.AllTargets()
+	if !slices.ContainsFunc(all.LoadBalancers, func(lb LoadBalancer) bool { return slices.ContainsFunc(lb.IPs, netip.Addr.Is6) }) {
+		return // no IPv6 IP: no NDP probe to help
+	}
+	e.learnNodeMACs(e.ProbeTargets(ctx, Targets{Nodes: all.Nodes}, budget, e.logger))
+}
+
+// learnNodeMACs merges the nodes' MACs a round learned into those known:
+// a round whose node ARP did not run (overloaded, cut short) forgets
+// nothing.
+func (e *Engine) learnNodeMACs(res *RoundResult) {
+	merged := map[string]map[string]string{}
+	if old := e.nodeMACs.Load(); old != nil {
+		for iface, m := range *old {
+			merged[iface] = maps.Clone(m)
+		}
+	}
+	for iface, m := range res.nodeMACs() {
+		if merged[iface] == nil {
+			merged[iface] = map[string]string{}
+		}
+		maps.Copy(merged[iface], m)
+	}
+	e.nodeMACs.Store(&merged)
 }
 
 func (e *Engine) startRound(budget time.Duration) *round {
@@ -260,8 +282,7 @@ func (e *Engine) startRound(budget time.Duration) *round {
 		r.run(e.probers, e.sem, e.active)
 		e.slow.Store(r.slowJobs())
 		res := r.snapshot(time.Now())
-		macs := res.nodeMACs()
-		e.nodeMACs.Store(&macs)
+		e.learnNodeMACs(res)
 		e.mu.Lock()
 		e.inflight = slices.DeleteFunc(e.inflight, func(o *round) bool { return o == r })
 		if e.last == nil || !res.Started.Before(e.last.Started) {
@@ -328,14 +349,18 @@ func (r *round) key(j job) jobKey {
 // its holder on the job's interface, from macs (nil: none known).
 func (r *round) setHolderMACs(macs *map[string]map[string]string) {
 	if macs == nil {
-		return
+		macs = &map[string]map[string]string{}
 	}
 	for i, j := range r.jobs {
 		if j.kind != kindARP || !j.ip.Is6() || j.lb < 0 {
 			continue
 		}
-		holder := r.targets.LoadBalancers[j.lb].Holder
-		if m, err := net.ParseMAC((*macs)[j.iface]["node "+holder]); holder != "" && err == nil {
+		lb := r.targets.LoadBalancers[j.lb]
+		if lb.HolderMAC != nil {
+			r.jobs[i].holderMAC = lb.HolderMAC // the MAC the implementation names
+			continue
+		}
+		if m, err := net.ParseMAC((*macs)[j.iface]["node "+lb.Holder]); lb.Holder != "" && err == nil {
 			r.jobs[i].holderMAC = m
 		}
 	}
@@ -363,14 +388,20 @@ func (r *round) startFirst(slow *map[jobKey]bool, max int) {
 }
 
 // slowJobs are the jobs of a finished round that took half the probe
-// timeout or more, or that started and did not finish.
+// timeout or more, or that timed out (also when the round's deadline cut
+// them short). ARP and NDP probes are left out: they listen for every
+// reply until their window ends by design, so they are always slow and
+// would take the places meant for the targets that hang.
 func (r *round) slowJobs() *map[jobKey]bool {
 	limit := cmp.Or(r.opts.ProbeTimeout, defaultProbeTimeout) / 2
 	slow := map[jobKey]bool{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, o := range r.outcomes {
-		if (o.started && !o.done) || (o.done && r.took[i] >= limit) {
+		if k := r.jobs[i].kind; k == kindARP || k == kindNodeARP || !o.done {
+			continue
+		}
+		if r.took[i] >= limit || o.res.Reason == probe.ReasonTimeout {
 			slow[r.key(r.jobs[i])] = true
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
+	"golang.org/x/net/bpf"
 )
 
 // etherTypeIPv6 is the EtherType of IPv6 frames.
@@ -58,7 +59,9 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 	start := time.Now()
 	logger = proberLogger(ctx, logger, func() []any { return []any{"prober", "ndp", "target", ip.String(), "interface", opts.Interface} })
 	modes := &NDPModes{}
-	res := ARPResult{Interface: opts.Interface, NDP: modes}
+	// NDP is set once a solicitation can go out: an early failure has no
+	// modes to report.
+	res := ARPResult{Interface: opts.Interface}
 	failed := func(reason Reason, err error) ARPResult {
 		logger.Debug("ndp probe failed", "reason", reason, "err", err)
 		res.Result = fail(start, reason, err)
@@ -92,7 +95,7 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 	if err != nil {
 		return failed(ReasonError, fmt.Errorf("ndp: %w", err))
 	}
-	conn, err := packet.Listen(ifi, packet.Raw, int(etherTypeIPv6), nil)
+	conn, err := packet.Listen(ifi, packet.Raw, int(etherTypeIPv6), &packet.Config{Filter: advertisementFilter})
 	if err != nil {
 		if reason := classifyNetError(err); reason == ReasonPermission {
 			return failed(reason, fmt.Errorf("ndp: opening a packet socket needs CAP_NET_RAW: %w", err))
@@ -102,6 +105,7 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	res.NDP = modes
 
 	send := func(dstIP netip.Addr, dstMAC net.HardwareAddr) error {
 		frame, err := solicitation(ifi.HardwareAddr, dstMAC, src, dstIP, ip)
@@ -179,7 +183,9 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 		all = add(all, mac)
 		if unicast && slices.ContainsFunc(modes.UnicastAsked, func(a net.HardwareAddr) bool { return bytes.Equal(a, mac) }) {
 			modes.Unicast = add(modes.Unicast, mac)
-		} else if !unicast {
+		} else {
+			// Before the unicast solicitations, or from a MAC not asked
+			// unicast: a (late) answer to the multicast ones.
 			modes.Multicast = add(modes.Multicast, mac)
 		}
 		logger.Debug("advertisement", "mac", mac.String(), "unicast", unicast, "after", time.Since(start))
@@ -197,6 +203,26 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 	}
 	return failed(ReasonTimeout, fmt.Errorf("ndp: no advertisement for %s on %q within %v (%d multicast solicitations)",
 		ip, opts.Interface, end.Sub(start).Round(time.Millisecond), sent))
+}
+
+// advertisementFilter keeps only ICMPv6 Neighbor Advertisements (IPv6 next
+// header 58 at byte 20 of the frame, ICMPv6 type 136 at byte 54), so that a
+// probe's socket does not copy the interface's IPv6 traffic.
+var advertisementFilter = mustAssemble([]bpf.Instruction{
+	bpf.LoadAbsolute{Off: 20, Size: 1},
+	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 58, SkipTrue: 3},
+	bpf.LoadAbsolute{Off: 54, Size: 1},
+	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 136, SkipTrue: 1},
+	bpf.RetConstant{Val: 1 << 16},
+	bpf.RetConstant{Val: 0},
+})
+
+func mustAssemble(prog []bpf.Instruction) []bpf.RawInstruction {
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		panic(fmt.Sprintf("probe: BPF program: %v", err))
+	}
+	return raw
 }
 
 // ipv6Source is the interface's link-local IPv6 address, else another.

@@ -55,6 +55,7 @@ func TestNDP(t *testing.T) {
 		asked      []net.HardwareAddr
 		unicast    []net.HardwareAddr
 		wantErr    string
+		noModes    bool // an early failure: no solicitation could go out
 	}{
 		{name: "the holder answers both", ip: "fd99::10", wantOK: true,
 			multicast: []net.HardwareAddr{lab.node1}, asked: []net.HardwareAddr{lab.node1}, unicast: []net.HardwareAddr{lab.node1}},
@@ -63,8 +64,8 @@ func TestNDP(t *testing.T) {
 		{name: "a unicast solicitation to a MAC that does not hold it", ip: "fd99::10", opts: NDPOptions{Unicast: []net.HardwareAddr{lab.node2}}, wantOK: true,
 			multicast: []net.HardwareAddr{lab.node1}, asked: sorted(lab.node1, lab.node2), unicast: []net.HardwareAddr{lab.node1}},
 		{name: "nobody", ip: "fd99::99", wantReason: ReasonTimeout, wantErr: `no advertisement for fd99::99 on "eth0"`},
-		{name: "an IPv4 target", ip: "10.99.0.2", wantReason: ReasonNotApplicable, wantErr: "NDP is for IPv6"},
-		{name: "unknown interface", ip: "fd99::10", opts: NDPOptions{Interface: "nope0"}, wantReason: ReasonError, wantErr: `interface "nope0"`},
+		{name: "an IPv4 target", ip: "10.99.0.2", wantReason: ReasonNotApplicable, wantErr: "NDP is for IPv6", noModes: true},
+		{name: "unknown interface", ip: "fd99::10", opts: NDPOptions{Interface: "nope0"}, wantReason: ReasonError, wantErr: `interface "nope0"`, noModes: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,7 +89,12 @@ func TestNDP(t *testing.T) {
 			if tt.wantErr != "" && (res.Err == nil || !strings.Contains(res.Err.Error(), tt.wantErr)) {
 				t.Errorf("error %v, want one containing %q", res.Err, tt.wantErr)
 			}
-			if res.NDP == nil {
+			switch {
+			case tt.noModes && res.NDP != nil:
+				t.Fatalf("NDP modes %+v after an early failure, want none", res.NDP)
+			case tt.noModes:
+				return
+			case res.NDP == nil:
 				t.Fatal("no NDP modes in the result")
 			}
 			eq := func(what string, got, want []net.HardwareAddr) {

@@ -46,6 +46,9 @@ func runDiagnose(args []string, f *flags, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// Not sharded: it diagnoses every target it is asked about, whatever
+	// the sharding flags copied from an exporter's command line say.
+	f.shard = shardFlags{total: 1}
 	diags, err := diagnose(ctx, f, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "lbprobe diagnose: %v\n", err)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -150,7 +152,10 @@ func remediationInput(p *prober, r *collector.RoundResult, ciliumNamespace strin
 			}
 		}
 	}
-	// Each shard acts on its own targets' leases and its own orphans.
+	// Each shard acts on its own orphans and on the leases of the Services
+	// it owns: one lease covers every IP of a Service, whose IPs may fall in
+	// several shards, so a Service belongs to the shard of its first IP (of
+	// namespace/service/ without one), and only that shard acts on it.
 	sh := p.engine.Shard()
 	var orphans []kube.OrphanedLease
 	for _, o := range p.disc.OrphanedLeases() {
@@ -158,11 +163,21 @@ func remediationInput(p *prober, r *collector.RoundResult, ciliumNamespace strin
 			orphans = append(orphans, o)
 		}
 	}
+	owned := map[string]bool{}
+	for _, st := range services {
+		var first netip.Addr
+		if len(st.IPs) > 0 {
+			first = st.IPs[0]
+		}
+		owned[st.Namespace+"/"+st.Name] = sh.Owns(shard.LoadBalancerKey(st.Namespace, st.Name, first))
+	}
+	diags := diagnosis.Round(r, diagnosis.Cluster{Services: services}, diagnosis.Mode{ARP: arp, CiliumNamespace: ciliumNamespace, Shard: sh})
+	diags = slices.DeleteFunc(diags, func(d diagnosis.Diagnosis) bool { return d.Service != "" && !owned[d.Namespace+"/"+d.Service] })
 	return remediate.Input{
 		Reachable:   reachable,
 		Synced:      p.disc.Synced(),
 		Services:    services,
-		Diagnoses:   diagnosis.Round(r, diagnosis.Cluster{Services: services}, diagnosis.Mode{ARP: arp, CiliumNamespace: ciliumNamespace, Shard: sh}),
+		Diagnoses:   diags,
 		Orphans:     orphans,
 		ObservesARP: arp,
 	}

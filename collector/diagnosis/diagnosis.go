@@ -335,7 +335,7 @@ func kubeVIPSteps(svc, leaseNS string, st *kube.ServiceState) []Step {
 			fmt.Sprintf("kube-vip's lease %s of %s expired (held by %s): check kube-vip on %s, or `kubectl -n %s delete lease %s` so another kube-vip takes it", a.Lease, svc, a.Holder, a.Holder, leaseNS, a.Lease))}
 	case a.Node == "":
 		return []Step{failed(StepAnnouncer, "no kube-vip lease and no "+kubeVIPHostAnnotation, CauseNotAnnounced,
-			fmt.Sprintf("no kube-vip instance took %s: check that kube-vip runs with services enabled (svc_enable) on the nodes, and its logs (`kubectl -n %s logs ds/kube-vip-ds`)", svc, leaseNS))}
+			fmt.Sprintf("no kube-vip instance took %s: check that kube-vip runs with services enabled (svc_enable) on the nodes, and its logs (`kubectl -n %s logs ds/kube-vip-ds`, in the namespace kube-vip runs in)", svc, leaseNS))}
 	}
 	steps := []Step{ok(StepAnnouncer, a.Node+" ("+a.Source+")")}
 	if !a.NodeReady {
@@ -373,11 +373,10 @@ func takeOver(st *kube.ServiceState, leaseNS string) string {
 	case kube.ImplMetalLB:
 		return fmt.Sprintf("restart the MetalLB speaker on %s (`kubectl -n metallb-system delete pod -l component=speaker --field-selector spec.nodeName=%s`) so another speaker takes over", holder, holder)
 	case kube.ImplKubeVIP:
-		lease := "its lease"
-		if st.Announcer.Lease != "" {
-			lease = st.Announcer.Lease
+		if st.Announcer.Lease == "" {
+			return fmt.Sprintf("restart kube-vip on %s so that another instance takes the VIP", holder)
 		}
-		return fmt.Sprintf("restart kube-vip on %s, or `kubectl -n %s delete lease %s` so another node takes over", holder, leaseNS, lease)
+		return fmt.Sprintf("restart kube-vip on %s, or `kubectl -n %s delete lease %s` so another node takes over", holder, leaseNS, st.Announcer.Lease)
 	}
 	return fmt.Sprintf("restart the Cilium agent on %s, or `kubectl -n %s delete lease %s` so another node takes over", holder, leaseNS, leaseName(st))
 }
@@ -392,7 +391,7 @@ func arpStep(svc, leaseNS string, st *kube.ServiceState, ip *collector.IPStatus,
 	}
 	if len(ip.ARP) == 0 {
 		if mode.ARP {
-			return unknown(StepARP, "no ARP probe ran for this IP (no interface matched, or an IPv6 address)")
+			return unknown(StepARP, "no ARP or NDP probe ran for this IP (no interface matched)")
 		}
 		return unknown(StepARP, notObservedL2)
 	}

@@ -275,8 +275,11 @@ func (v *view) metallbState(s *corev1.Service) *MetalLBState {
 // when none of them.
 func (v *view) implementation(s *corev1.Service) string {
 	switch {
-	case v.kubeVIPLease(s) != nil || s.Annotations[annotationKubeVIPHost] != "" || s.Annotations[annotationKubeVIPIPs] != "" ||
-		(s.Spec.LoadBalancerClass != nil && *s.Spec.LoadBalancerClass == kubeVIPClass):
+	case s.Annotations[annotationKubeVIPHost] != "" || s.Annotations[annotationKubeVIPIPs] != "" || s.Annotations[annotationKubeVIPLeaseName] != "" ||
+		(s.Spec.LoadBalancerClass != nil && *s.Spec.LoadBalancerClass == kubeVIPClass) ||
+		// A kubevip-<name> lease names the Service only in its own
+		// namespace (elsewhere it may be another Service's of that name).
+		(s.Namespace == v.leaseNS && v.kubeVIPLease(s) != nil && v.lease(s.Namespace, s.Name) == nil):
 		return ImplKubeVIP
 	case v.metallb.known && (metallbPoolOf(s) != "" || len(v.metallb.statusOf(s)) > 0):
 		return ImplMetalLB
@@ -289,8 +292,10 @@ func (v *view) implementation(s *corev1.Service) string {
 // kubeVIPLease is the Lease kube-vip elects the Service's announcer with:
 // its own (kubevip-<service>, or kube-vip.io/leaseName) when it exists,
 // else the shared plndr-svcs-lock for a Service kube-vip announces. Leases
-// are read in the lease namespace (--cilium.namespace, where kube-vip
-// runs too by default).
+// are read in the lease namespace (--cilium.namespace, where kube-vip runs
+// too by default, and where kube-vip versions that do not keep the lease in
+// the Service's own namespace write it); elsewhere kube-vip.io/vipHost
+// names the node.
 func (v *view) kubeVIPLease(s *corev1.Service) *coordinationv1.Lease {
 	if v.leaseNamed == nil {
 		return nil

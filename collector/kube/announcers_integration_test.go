@@ -152,4 +152,11 @@ func TestIntegrationKubeVIPAnnouncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the Service's own lease", wantValue(t, reg, 1, "loadbalancer_announcer_info", append(labels, "node", node)...))
+
+	// A Service of the same name in another namespace, without kube-vip's
+	// class or annotations, is not kube-vip's: kubevip-web is not its lease.
+	other2 := c.Namespace(t)
+	setIngress(t, cl.kube, createLB(t, cl.kube, other2, "web", nil), "10.11.80.186")
+	eventually(t, 10*time.Second, "a namesake stays Cilium's", wantValue(t, reg, 1, "loadbalancer_announcer_info",
+		"namespace", other2, "service", "web", "implementation", "cilium", "node", ""))
 }

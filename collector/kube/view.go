@@ -39,6 +39,7 @@ type view struct {
 	// lease of the lease namespace (kube-vip's).
 	lease      func(namespace, name string) *coordinationv1.Lease
 	leaseNamed func(name string) *coordinationv1.Lease
+	leaseNS    string // the lease namespace (Options.CiliumNamespace)
 	metallb    metallbView
 	// leases are all cilium-l2announce-* leases (for orphans).
 	leases []*coordinationv1.Lease
@@ -78,7 +79,7 @@ func (d *Discovery) snapshot(withState bool) *view {
 		v.routes = newRouteIndex(v.routeList, v.gateways, v.classes)
 	}
 	// What says who announces each Service, for the targets' holders too.
-	v.lease = d.leaseFor
+	v.lease, v.leaseNS = d.leaseFor, d.opts.CiliumNamespace
 	v.leaseNamed = func(name string) *coordinationv1.Lease {
 		l, err := d.leases.Get(name)
 		if err != nil {
