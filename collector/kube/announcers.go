@@ -8,10 +8,8 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // The L2 implementations whose announcer lbprobe reads: the
@@ -133,14 +131,7 @@ func parseSelectorList(u *unstructured.Unstructured, field string, logger *slog.
 	raw, _, _ := unstructured.NestedSlice(u.Object, "spec", field)
 	out := make([]labels.Selector, 0, len(raw))
 	for _, r := range raw {
-		m, ok := r.(map[string]any)
-		var ls metav1.LabelSelector
-		if !ok || runtime.DefaultUnstructuredConverter.FromUnstructured(m, &ls) != nil {
-			logger.Debug("L2Advertisement: a selector does not parse; it selects nothing", "name", u.GetName(), "field", field)
-			out = append(out, nil)
-			continue
-		}
-		sel, err := metav1.LabelSelectorAsSelector(&ls)
+		sel, err := selectorOf(r)
 		if err != nil {
 			logger.Debug("L2Advertisement: bad selector; it selects nothing", "name", u.GetName(), "field", field, "err", err)
 			sel = nil

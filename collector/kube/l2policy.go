@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"fmt"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -85,22 +86,25 @@ func parseSelector(u *unstructured.Unstructured, field string, logger *slog.Logg
 	if !found || v == nil {
 		return labels.Everything()
 	}
-	raw, ok := v.(map[string]any)
-	if !ok {
-		logger.Debug("l2 policy: selector is not an object; it selects nothing", "field", field)
-		return nil
-	}
-	var ls metav1.LabelSelector
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
-		logger.Debug("l2 policy: bad selector; it selects nothing", "field", field, "err", err)
-		return nil
-	}
-	sel, err := metav1.LabelSelectorAsSelector(&ls)
+	sel, err := selectorOf(v)
 	if err != nil {
 		logger.Debug("l2 policy: bad selector; it selects nothing", "field", field, "err", err)
 		return nil
 	}
 	return sel
+}
+
+// selectorOf reads a label selector from its unstructured form.
+func selectorOf(v any) (labels.Selector, error) {
+	raw, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not an object but %T", v)
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
+		return nil, err
+	}
+	return metav1.LabelSelectorAsSelector(&ls)
 }
 
 // selectsNode reports whether the policy's nodeSelector matches the node.
