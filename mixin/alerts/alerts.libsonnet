@@ -78,6 +78,20 @@ local promql = import '../lib/promql.libsonnet';
 
     // The Service's current L2 lease holder (the freshest lease), for descriptions.
     local holderText = queryLabel('loadbalancer_l2_lease_renew_age_seconds', ['namespace', 'service'], 'holder', none='nobody (no lease)', prefix='node ', wrap='bottomk(1, %s)'),
+    // Who should answer for the Service's IPs and what to restart, by its L2 implementation
+    // (loadbalancer_announcer_info); Cilium's lease text when lbprobe knows no implementation.
+    local ciliumAnnouncer = "The lease holder is %s: when it holds the lease but does not answer, its L2 announcer is stuck or the policy's interfaces do not match its NIC. Delete the lease to force a new election: kubectl -n %s delete lease %s." % [holderText, ns, lease],
+    local podsOn = 'kubectl get pods -A -o wide --field-selector spec.nodeName={{ $node }}',
+    local announcerText =
+      local all = [cl, 'namespace', 'service'];
+      '{{ with printf `loadbalancer_announcer_info{%(sel)s,%(matchers)s}` %(args)s | query }}{{ with first . }}{{ $node := .Labels.node }}{{ if eq .Labels.implementation "metallb" }}%(metallb)s{{ else if eq .Labels.implementation "kube-vip" }}%(kubevip)s{{ else }}%(cilium)s{{ end }}{{ end }}{{ else }}%(cilium)s{{ end }}' % {
+        sel: sel,
+        matchers: std.join(',', ['%s="%%s"' % m for m in all]),
+        args: std.join(' ', ['$labels.%s' % m for m in all]),
+        metallb: "{{ if $node }}MetalLB's ServiceL2Status names node {{ $node }} as the announcer: when it does not answer, its speaker is stuck or its L2Advertisement's interfaces do not match the NIC. Restart that speaker (" + podsOn + ' | grep speaker) and check kubectl get l2advertisements -A -o yaml.{{ else }}No MetalLB speaker announces it (no ServiceL2Status, LoadBalancerNoAnnouncer): check that an L2Advertisement selects its pool and that a speaker runs on a node the advertisement allows.{{ end }}',
+        kubevip: '{{ if $node }}kube-vip names node {{ $node }} as the announcer (its lease or kube-vip.io/vipHost): when it does not answer, kube-vip there is stuck or bound to another interface (vip_interface). Restart it (' + podsOn + ' | grep kube-vip).{{ else }}kube-vip names no announcer (no live lease, no kube-vip.io/vipHost; LoadBalancerNoAnnouncer): check that kube-vip runs with svc_enable and that its leader election works.{{ end }}',
+        cilium: ciliumAnnouncer,
+      },
     // The DNS check's series: a hostname can be checked for several routes (source, namespace, name).
     local dnsCheck = ['server', 'hostname', 'source', 'namespace', 'name', 'instance'],
     local tlsCheck = ['hostname', 'ip', 'port', 'source', 'namespace', 'name', 'instance'],
@@ -225,7 +239,7 @@ local promql = import '../lib/promql.libsonnet';
             'loadBalancerARPNoReply',
             'loadbalancer_arp_reachable{%s} == 0' % sel,
             'Nobody answers ARP for {{ $labels.ip }} on {{ $labels.interface }}.',
-            "No host on {{ $labels.interface }} answered an ARP who-has for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) from {{ $labels.instance }} for %s. The lease holder is %s: when it holds the lease but does not answer, its L2 announcer is stuck or the policy's interfaces do not match its NIC. Delete the lease to force a new election: kubectl -n %s delete lease %s." % [c['for'].loadBalancerARPNoReply, holderText, ns, lease],
+            'No host on {{ $labels.interface }} answered an ARP who-has (for an IPv6 IP, a Neighbor Solicitation) for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) from {{ $labels.instance }} for %s. %s' % [c['for'].loadBalancerARPNoReply, announcerText],
           ),
           alert(
             'LoadBalancerNDPModeUnanswered',
