@@ -64,6 +64,7 @@ func TestIntegrationMetalLBAnnouncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	setIngress(t, cl.kube, svc, "10.11.80.184")
+	setIngress(t, cl.kube, createLB(t, cl.kube, ns, "cilium-lb", nil), "10.11.80.183")
 	createUnstructured(t, cl, ResourceMetalLBPools, ns, map[string]any{
 		"apiVersion": metallbGroupVersion, "kind": "IPAddressPool",
 		"metadata": map[string]any{"name": "lan", "labels": map[string]any{"zone": "lan"}},
@@ -88,6 +89,19 @@ func TestIntegrationMetalLBAnnouncer(t *testing.T) {
 	}, map[string]any{"node": speaker, "serviceName": "web", "serviceNamespace": ns})
 	eventually(t, 10*time.Second, "advertised", wantValue(t, reg, 1, "loadbalancer_metallb_l2_advertisements", append(labels, "pool", "lan")...))
 	eventually(t, 10*time.Second, "the speaker announces", wantValue(t, reg, 1, "loadbalancer_announcer_info", append(labels, "implementation", "metallb", "node", speaker)...))
+	// Cilium's policy CRD is served here too: its series describe the
+	// Cilium Service, never MetalLB's (LoadBalancerNoL2Policy would page).
+	eventually(t, 10*time.Second, "Cilium's Service has its policy count", func() error {
+		if _, ok := value(t, reg, "loadbalancer_l2_policies", "namespace", ns, "service", "cilium-lb"); !ok {
+			return fmt.Errorf("loadbalancer_l2_policies of %s/cilium-lb absent", ns)
+		}
+		return nil
+	})
+	for _, name := range []string{"loadbalancer_l2_policies", "loadbalancer_l2_announced"} {
+		if err := wantAbsent(t, reg, name, labels...)(); err != nil {
+			t.Error(err)
+		}
+	}
 	eventually(t, 10*time.Second, "the speaker is the target's holder", func() error {
 		if lb := findLB(d.Targets(), ns, "web"); lb == nil || lb.Holder != speaker {
 			return fmt.Errorf("target holder %v, want %s", lb, speaker)

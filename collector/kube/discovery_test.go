@@ -124,7 +124,7 @@ loadbalancer_l2_lease_renew_age_seconds{holder="node-b",lease="cilium-l2announce
 # TYPE loadbalancer_l2_lease_transitions gauge
 loadbalancer_l2_lease_transitions{holder="node-a",lease="cilium-l2announce-apps-web",namespace="apps",service="web"} 3
 loadbalancer_l2_lease_transitions{holder="node-b",lease="cilium-l2announce-infra-k8s-gateway",namespace="infra",service="k8s-gateway"} 1
-# HELP loadbalancer_l2_policies How many CiliumL2AnnouncementPolicies announce the Service's LoadBalancer IPs (selector incl. io.kubernetes.service.namespace/name, loadBalancerIPs: true, loadBalancerClass unset or io.cilium/l2-announcer). Absent when the policy CRD is not served.
+# HELP loadbalancer_l2_policies How many CiliumL2AnnouncementPolicies announce the Service's LoadBalancer IPs (selector incl. io.kubernetes.service.namespace/name, loadBalancerIPs: true, loadBalancerClass unset or io.cilium/l2-announcer). Absent when the policy CRD is not served, and for a Service that MetalLB or kube-vip announces.
 # TYPE loadbalancer_l2_policies gauge
 loadbalancer_l2_policies{namespace="apps",service="pending"} 1
 loadbalancer_l2_policies{namespace="apps",service="web"} 2

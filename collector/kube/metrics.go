@@ -29,7 +29,7 @@ var (
 	descIngressHostname = desc("loadbalancer_ingress_hostname_info",
 		"1 for each hostname-only ingress entry of a LoadBalancer Service (not probed).", "namespace", "service", "hostname")
 	descL2Policies = desc("loadbalancer_l2_policies",
-		"How many CiliumL2AnnouncementPolicies announce the Service's LoadBalancer IPs (selector incl. io.kubernetes.service.namespace/name, loadBalancerIPs: true, loadBalancerClass unset or io.cilium/l2-announcer). Absent when the policy CRD is not served.", svcLabels...)
+		"How many CiliumL2AnnouncementPolicies announce the Service's LoadBalancer IPs (selector incl. io.kubernetes.service.namespace/name, loadBalancerIPs: true, loadBalancerClass unset or io.cilium/l2-announcer). Absent when the policy CRD is not served, and for a Service that MetalLB or kube-vip announces.", svcLabels...)
 	descL2Announced = desc("loadbalancer_l2_announced",
 		"1 when the Service's cilium-l2announce lease has a holder and is not expired; 0 when the IP is assigned and selected by a policy but no live lease exists; absent otherwise.", "namespace", "service", "ip")
 	descLeaseAge = desc("loadbalancer_l2_lease_age_seconds",
@@ -173,18 +173,25 @@ func (v *view) collectServices(ch chan<- prometheus.Metric) {
 		for _, h := range ingressHostnames(s) {
 			collector.Gauge(ch, descIngressHostname, 1, s.Namespace, s.Name, h)
 		}
+		a := v.announcer(s)
+		// Cilium's policy and lease series describe a Service that
+		// MetalLB or kube-vip announces as unannounced: skip them there.
+		cilium := a == nil || a.Implementation == ImplCilium
 		policies := 0
-		if v.polKnown {
+		if v.polKnown && cilium {
 			policies = countL2Policies(s, v.policies)
 			collector.Gauge(ch, descL2Policies, float64(policies), s.Namespace, s.Name)
 		}
-		if a := v.announcer(s); a != nil {
+		if a != nil {
 			collector.Gauge(ch, descAnnouncer, 1, s.Namespace, s.Name, a.Implementation, a.Node)
 			if a.Implementation == ImplMetalLB {
 				if m := v.metallbState(s); m.Pool != "" {
 					collector.Gauge(ch, descMetalLBAdverts, float64(len(m.Advertisements)), s.Namespace, s.Name, m.Pool)
 				}
 			}
+		}
+		if !cilium {
+			continue
 		}
 		live := hasLease && li.live()
 		for _, ip := range ips {

@@ -169,7 +169,7 @@ loadbalancer_ip_assigned{namespace="apps",service="bgp"} 1
 loadbalancer_ip_assigned{namespace="apps",service="pending"} 0
 loadbalancer_ip_assigned{namespace="apps",service="web"} 1
 loadbalancer_ip_assigned{namespace="infra",service="k8s-gateway"} 1
-# HELP loadbalancer_l2_policies How many CiliumL2AnnouncementPolicies announce the Service's LoadBalancer IPs (selector incl. io.kubernetes.service.namespace/name, loadBalancerIPs: true, loadBalancerClass unset or io.cilium/l2-announcer). Absent when the policy CRD is not served.
+# HELP loadbalancer_l2_policies How many CiliumL2AnnouncementPolicies announce the Service's LoadBalancer IPs (selector incl. io.kubernetes.service.namespace/name, loadBalancerIPs: true, loadBalancerClass unset or io.cilium/l2-announcer). Absent when the policy CRD is not served, and for a Service that MetalLB or kube-vip announces.
 # TYPE loadbalancer_l2_policies gauge
 loadbalancer_l2_policies{namespace="apps",service="aws"} 1
 loadbalancer_l2_policies{namespace="apps",service="bare"} 1
