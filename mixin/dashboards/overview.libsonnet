@@ -121,9 +121,11 @@ local g = import '../lib/dashboard.libsonnet';
       g.row('LoadBalancer IPs'),
       k.labelTable(
         'LoadBalancer IPs',
-        ['namespace', 'service', 'ip', 'holder'],
+        ['namespace', 'service', 'ip', 'implementation', 'node', 'holder'],
         [
           k.stateColumn('Reachable', 'min by (%s) (loadbalancer_reachable{%s})' % [ip, m()]),
+          // Who should announce the Service's IPs: the implementation and its node.
+          g.labelsOnly('max by (%s) (loadbalancer_announcer_info{%s})' % [k.by(['namespace', 'service', 'implementation', 'node']), m()]),
           k.stateColumn('Announced', 'max by (%s) (loadbalancer_l2_announced{%s})' % [ip, m()]),
           k.stateColumn('ARP', 'min by (%s) (loadbalancer_arp_reachable{%s})' % [ip, m()]),
           k.stateColumn('Route OK', 'min by (%s) (loadbalancer_route_ok{%s})' % [ip, m()]),
@@ -133,8 +135,8 @@ local g = import '../lib/dashboard.libsonnet';
             { unit: 's', decimals: 0 },
           ),
         ],
-        labelProps={ service: k.rowLink('Service details', 'service', ['namespace', 'service']) },
-        description='Every probed LoadBalancer IP, the worst state any lbprobe instance sees: Reachable (a probed port answered), Announced (its L2 lease is live), ARP (a host answered ARP; only with --probe.arp.interface), Route OK (the route goes through the expected interface), the lease holder and how long ago it renewed the lease. Empty cells: not probed. Click a Service for its details.',
+        labelProps={ service: k.rowLink('Service details', 'service', ['namespace', 'service']), node: { displayName: 'announcer' } },
+        description="Every probed LoadBalancer IP, the worst state any lbprobe instance sees: Reachable (a probed port answered), Announced (its Cilium L2 lease is live), ARP (a host answered ARP or NDP; only with --probe.arp.interface), Route OK (the route goes through the expected interface), the L2 implementation (cilium, metallb, kube-vip) and the node it names as the announcer, Cilium's lease holder and how long ago it renewed the lease. Empty cells: not probed, or not that implementation's. Click a Service for its details.",
       )
       + g.sortBy('Reachable')
       + g.size(24, 12),

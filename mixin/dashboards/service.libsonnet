@@ -13,21 +13,29 @@ local g = import '../lib/dashboard.libsonnet';
     local inst = k.instance,
     local byInstance = k.byInstance,
 
+    // Seven stats on one line (3 + 4 + 3 + 4 + 4 + 3 + 3), the availability windows below.
     local status = [
       g.row('Status'),
       g.stat('IP assigned', [g.target('max by (%s) (loadbalancer_ip_assigned{%s})' % [k.by([]), m()])], 'Whether LB-IPAM gave the Service an IP.')
-      + g.mappings(k.state('assigned', 'PENDING')),
-      g.stat('L2 policies', [g.target('max by (%s) (loadbalancer_l2_policies{%s})' % [k.by([]), m()])], 'CiliumL2AnnouncementPolicies that select the Service: with none, no node announces its IPs.')
-      + g.thresholds(g.steps([['red', null], ['green', 1]])),
+      + g.mappings(k.state('assigned', 'PENDING'))
+      + g.size(3, 4),
+      // The implementation and node are the series' legend.
+      g.stat('Announcer', [g.target('max by (%s) (loadbalancer_announcer_info{%s})' % [k.by(['implementation', 'node']), m()], '{{implementation}}: {{node}}')], 'The L2 implementation that announces the Service (cilium, metallb, kube-vip) and the node it names as the announcer: it should answer ARP (NDP for IPv6) for the IPs. No node after the colon: nobody announces them.')
+      + g.options({ textMode: 'name', colorMode: 'none' }),
+      g.stat('L2 policies', [g.target('max by (%s) (loadbalancer_l2_policies{%s})' % [k.by([]), m()])], 'CiliumL2AnnouncementPolicies that select the Service: with none, no node announces its IPs. Empty for a Service that MetalLB or kube-vip announces.')
+      + g.thresholds(g.steps([['red', null], ['green', 1]]))
+      + g.size(3, 4),
       g.stat('Announced', [g.target('min by (%s) (loadbalancer_l2_announced{%s})' % [k.by([]), m()])], 'Whether every IP of the Service has a live L2 announcement lease.')
       + g.mappings(k.state('announced', 'NOT ANNOUNCED')),
       // The holder's name is the series' legend.
       g.stat('Lease holder', [g.target('max by (%s) (loadbalancer_l2_lease_renew_age_seconds{%s})' % [lease, m()], '{{holder}}')], 'The node that holds the L2 announcement lease: it answers ARP for the IPs.')
       + g.options({ textMode: 'name', colorMode: 'none' }),
       g.stat('Holder Ready', [g.target('min by (%s) (loadbalancer_l2_lease_holder_ready{%s})' % [k.by([]), m()])], 'Whether the lease holder is a Node whose Ready condition is True.')
-      + g.mappings(k.state('Ready', 'NOT READY')),
+      + g.mappings(k.state('Ready', 'NOT READY'))
+      + g.size(3, 4),
       g.stat('Reachable', [g.target('min by (%s) (loadbalancer_reachable{%s})' % [k.by([]), m()])], 'Whether every IP of the Service answers every lbprobe instance now.')
-      + g.mappings(k.okFail),
+      + g.mappings(k.okFail)
+      + g.size(3, 4),
     ] + [
       k.availabilityStat(
         'Availability %s' % r.window,
