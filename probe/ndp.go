@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/ethernet"
@@ -77,9 +78,15 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 	case opts.Interface == "":
 		return failed(ReasonError, errors.New("ndp: no interface given"))
 	}
+	unlock, err := lockNDP(ctx, ndpKey{opts.Interface, ip})
+	if err != nil {
+		return failed(ReasonTimeout, fmt.Errorf("ndp: waiting for another probe of %s on %q: %w", ip, opts.Interface, err))
+	}
+	defer unlock()
 	if err := ctx.Err(); err != nil {
 		return failed(ReasonTimeout, fmt.Errorf("ndp: %w", err))
 	}
+	start = time.Now() // the window begins once this probe has the IP to itself
 	end := arpWindowEnd(ctx, start, opts.Wait)
 	half := start.Add(end.Sub(start) / 2)
 
@@ -203,6 +210,57 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 	}
 	return failed(ReasonTimeout, fmt.Errorf("ndp: no advertisement for %s on %q within %v (%d multicast solicitations)",
 		ip, opts.Interface, end.Sub(start).Round(time.Millisecond), sent))
+}
+
+// ndpKey is one IP on one interface: what lockNDP serializes.
+type ndpKey struct {
+	iface string
+	ip    netip.Addr
+}
+
+// ndpSlot is the lock of one ndpKey; users counts its holder and waiters,
+// so that the entry goes when the last of them leaves.
+type ndpSlot struct {
+	held  chan struct{} // capacity 1: full while a probe holds it
+	users int
+}
+
+// ndpLocks are this process's NDP probes in flight. A Neighbor
+// Advertisement does not say which solicitation it answers: with two probes
+// of one IP at once (Services sharing the IP, /probe during a round), one's
+// multicast answers would land in the other's unicast phase and count as
+// unicast answers, hiding an announcer that drops unicast solicitations
+// (or the other way round). So the probes of one IP take turns.
+var ndpLocks = struct {
+	sync.Mutex
+	slots map[ndpKey]*ndpSlot
+}{slots: map[ndpKey]*ndpSlot{}}
+
+// lockNDP waits until no other NDP probe of k runs in this process, or ctx
+// ends; unlock lets the next one go.
+func lockNDP(ctx context.Context, k ndpKey) (unlock func(), err error) {
+	ndpLocks.Lock()
+	s := ndpLocks.slots[k]
+	if s == nil {
+		s = &ndpSlot{held: make(chan struct{}, 1)}
+		ndpLocks.slots[k] = s
+	}
+	s.users++
+	ndpLocks.Unlock()
+	leave := func() {
+		ndpLocks.Lock()
+		if s.users--; s.users == 0 {
+			delete(ndpLocks.slots, k)
+		}
+		ndpLocks.Unlock()
+	}
+	select {
+	case s.held <- struct{}{}:
+		return func() { <-s.held; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
 }
 
 // advertisementFilter keeps only ICMPv6 Neighbor Advertisements (IPv6 next

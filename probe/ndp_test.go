@@ -3,12 +3,17 @@ package probe
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
 
 	"github.com/lbprobe/lbprobe/test/netlab"
 )
@@ -17,8 +22,8 @@ import (
 // Neighbor Solicitations, multicast and unicast: the prober (fd99::1) and
 // two nodes; node1 has fd99::10, both have fd99::30.
 type ndpLab struct {
-	prober       *netlab.Namespace
-	node1, node2 net.HardwareAddr
+	prober, node2NS *netlab.Namespace
+	node1, node2    net.HardwareAddr
 }
 
 func newNDPLab(t *testing.T) ndpLab {
@@ -36,7 +41,7 @@ func newNDPLab(t *testing.T) ndpLab {
 		ns.WaitUp("eth0")
 	}
 	sw.WaitUp("br0", "p0", "p1", "p2")
-	return ndpLab{prober: prober, node1: node1.MAC("eth0"), node2: node2.MAC("eth0")}
+	return ndpLab{prober: prober, node2NS: node2, node1: node1.MAC("eth0"), node2: node2.MAC("eth0")}
 }
 
 func TestNDP(t *testing.T) {
@@ -109,5 +114,131 @@ func TestNDP(t *testing.T) {
 				eq("MACs", res.MACs, tt.multicast) // every MAC that answered a unicast one answered the multicast one here
 			}
 		})
+	}
+}
+
+// answerMulticastOnly answers, from ns's eth0, the Neighbor Solicitations
+// for target sent to its solicited-node multicast address and drops the
+// unicast ones, as Cilium's responder did (cilium#44311), until the test ends.
+func answerMulticastOnly(t *testing.T, ns *netlab.Namespace, target netip.Addr) {
+	t.Helper()
+	var (
+		conn *packet.Conn
+		mac  net.HardwareAddr
+	)
+	if err := ns.Run(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		mac = ifi.HardwareAddr
+		conn, err = packet.Listen(ifi, packet.Raw, int(etherTypeIPv6), nil)
+		return err
+	}); err != nil {
+		t.Fatalf("responder socket: %v", err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { conn.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return // closed
+			}
+			f, ok := ParseNDPFrame(buf[:n])
+			if !ok || !f.Dst.IsMulticast() {
+				continue
+			}
+			if sol, ok := f.Message.(*ndp.NeighborSolicitation); !ok || sol.TargetAddress != target {
+				continue
+			}
+			frame, err := AdvertisementFrame(mac, f.SrcMAC, target, f.Src, target)
+			if err == nil {
+				_, err = conn.WriteTo(frame, &packet.Addr{HardwareAddr: f.SrcMAC})
+			}
+			if err != nil {
+				t.Errorf("responder: %v", err)
+			}
+		}
+	}()
+}
+
+// TestNDPProbesOfOneIPTakeTurns: a second probe of the same IP starts when
+// the first one's unicast phase begins. An advertisement does not say which
+// solicitation it answers, so were they to run at once, the second's
+// multicast answers would count as unicast answers in the first and hide an
+// announcer that drops unicast solicitations.
+func TestNDPProbesOfOneIPTakeTurns(t *testing.T) {
+	t.Parallel()
+	lab := newNDPLab(t)
+	target := netip.MustParseAddr("fd99::50") // no kernel has it: only the responder answers
+	answerMulticastOnly(t, lab.node2NS, target)
+	const wait = 600 * time.Millisecond
+	opts := NDPOptions{Interface: "eth0", Wait: wait}
+	results := make([]ARPResult, 2)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * wait / 2) // the second starts at the first's unicast phase
+			if err := lab.prober.Run(func() error {
+				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+				defer cancel()
+				results[i] = NDP(ctx, target, opts, testLogger(t))
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for i, res := range results {
+		switch {
+		case !res.Success || res.NDP == nil:
+			t.Errorf("probe %d: success %v (%v), modes %+v; want an answer", i, res.Success, res.Err, res.NDP)
+		case len(res.NDP.Multicast) != 1 || !bytes.Equal(res.NDP.Multicast[0], lab.node2):
+			t.Errorf("probe %d: multicast answers %v, want %v", i, res.NDP.Multicast, lab.node2)
+		case len(res.NDP.UnicastAsked) != 1:
+			t.Errorf("probe %d: unicast solicitations to %v, want one to %v", i, res.NDP.UnicastAsked, lab.node2)
+		case len(res.NDP.Unicast) != 0:
+			t.Errorf("probe %d: unicast answers %v, want none: the other probe's multicast answers counted", i, res.NDP.Unicast)
+		}
+	}
+}
+
+// TestLockNDP: a probe waits for another of the same IP and interface, not
+// for one of another IP; one that gives up leaves no lock behind.
+func TestLockNDP(t *testing.T) {
+	k := ndpKey{"eth0", netip.MustParseAddr("fd99::60")}
+	unlock, err := lockNDP(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := lockNDP(t.Context(), ndpKey{"eth0", netip.MustParseAddr("fd99::61")})
+	if err != nil {
+		t.Fatalf("another IP waited: %v", err)
+	}
+	other()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := lockNDP(ctx, k); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second probe of %v while the first runs: %v, want it to wait until its deadline", k.ip, err)
+	}
+	next := make(chan func(), 1)
+	go func() {
+		u, err := lockNDP(t.Context(), k)
+		if err != nil {
+			t.Error(err)
+		}
+		next <- u
+	}()
+	unlock()
+	(<-next)()
+	ndpLocks.Lock()
+	left := len(ndpLocks.slots)
+	ndpLocks.Unlock()
+	if left != 0 {
+		t.Errorf("%d locks left after every probe ended, want 0", left)
 	}
 }
