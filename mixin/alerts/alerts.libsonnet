@@ -42,19 +42,62 @@ local promql = import '../lib/promql.libsonnet';
         value: if empty == null then '{{ .Labels.%s }}' % label else '{{ or .Labels.%s "%s" }}' % [label, empty],
         none: none,
       },
+    // $impl and $node: the Service's L2 implementation and the node it names as the announcer
+    // (loadbalancer_announcer_info), for the texts that differ by implementation; "cilium" and ""
+    // when lbprobe knows none. A description that uses byImpl starts with announcerVars.
+    local announcerVars =
+      local all = [cl, 'namespace', 'service'];
+      '{{ $impl := "cilium" }}{{ $node := "" }}{{ with printf `loadbalancer_announcer_info{%(sel)s,%(matchers)s}` %(args)s | query }}{{ with first . }}{{ $impl = .Labels.implementation }}{{ $node = .Labels.node }}{{ end }}{{ end }}' % {
+        sel: sel,
+        matchers: std.join(',', ['%s="%%s"' % m for m in all]),
+        args: std.join(' ', ['$labels.%s' % m for m in all]),
+      },
+    // The text for $impl: t.cilium, t.metallb, t['kube-vip'] (each defaults to Cilium's).
+    local byImpl(t) =
+      '{{ if eq $impl "metallb" }}%s{{ else if eq $impl "kube-vip" }}%s{{ else }}%s{{ end }}' % [
+        std.get(t, 'metallb', t.cilium),
+        std.get(t, 'kube-vip', t.cilium),
+        t.cilium,
+      ],
+    local metallbNode = '{{ if $node }}node {{ $node }}{{ else }}no node{{ end }}',
+    local restartSpeaker = 'kubectl -n metallb-system delete pod -l component=speaker --field-selector spec.nodeName={{ $node }}',
+    local kubeVIPOn = "kube-vip's pod on {{ $node }} (kubectl get pods -A -o wide --field-selector spec.nodeName={{ $node }} | grep kube-vip)",
+
     // The fix of each diagnosis cause of a load balancer IP (collector/diagnosis; docs/runbook.md,
-    // "Diagnosis causes"), with the alert's names filled in. `lbprobe diagnose` prints the same
-    // with what it saw (renew ages, the MACs that answered).
+    // "Diagnosis causes"), with the alert's names filled in, in the words of the Service's
+    // implementation where they differ (as collector/diagnosis words them). `lbprobe diagnose`
+    // prints the same with what it saw (renew ages, the MACs that answered).
     local lbFixes = {
       ip_pending: 'LB-IPAM gave it no IP: kubectl get ciliumloadbalancerippools; kubectl -n {{ $labels.namespace }} describe service {{ $labels.service }}.',
       ip_not_requested_one: 'it has {{ $labels.ip }}, not the IP it requests (LoadBalancerRequestedIPNotAssigned): free that IP and recreate the Service, or point the clients at {{ $labels.ip }}.',
-      no_policy: 'no CiliumL2AnnouncementPolicy selects it: create one or fix its serviceSelector (kubectl get ciliuml2announcementpolicies -o yaml), then kubectl -n %(ns)s delete lease %(lease)s.',
-      policy_no_node: 'the nodeSelector of its L2 policy matches no node: fix it (kubectl get nodes --show-labels).',
+      no_policy: {
+        cilium: 'no CiliumL2AnnouncementPolicy selects it: create one or fix its serviceSelector (kubectl get ciliuml2announcementpolicies -o yaml), then kubectl -n %(ns)s delete lease %(lease)s.',
+        metallb: "no L2Advertisement announces the IPAddressPool its IP came from, so MetalLB never announces it: create one, or add the pool to one's ipAddressPools or ipAddressPoolSelectors (kubectl get l2advertisements -A -o yaml).",
+      },
+      policy_no_node: {
+        cilium: 'the nodeSelector of its L2 policy matches no node: fix it (kubectl get nodes --show-labels).',
+        metallb: 'the nodeSelectors of the L2Advertisements of its pool match no node: fix them (kubectl get nodes --show-labels).',
+      },
       policy_interface_mismatch: "its L2 policy's interfaces match none of the node's: fix spec.interfaces, then kubectl -n %(ns)s delete lease %(lease)s.",
-      not_announced: 'no node holds the lease %(lease)s: check that the Cilium agents run with l2announcements enabled and that the policy selects them (kubectl -n %(ns)s logs ds/cilium | grep -i l2).',
-      lease_expired: 'the lease %(lease)s is stale (last holder: %(holder)s): kubectl -n %(ns)s delete lease %(lease)s, then lbprobe diagnose {{ $labels.namespace }}/{{ $labels.service }}.',
-      holder_not_ready: 'the lease %(lease)s is held by %(holder)s, which is not Ready: kubectl -n %(ns)s delete lease %(lease)s so a Ready node takes over.',
-      holder_silent: '%(holder)s holds the lease but does not answer ARP for {{ $labels.ip }}: restart its Cilium agent, or kubectl -n %(ns)s delete lease %(lease)s.',
+      not_announced: {
+        cilium: 'no node holds the lease %(lease)s: check that the Cilium agents run with l2announcements enabled and that the policy selects them (kubectl -n %(ns)s logs ds/cilium | grep -i l2).',
+        metallb: 'no MetalLB speaker announces it (no ServiceL2Status): check that speakers run on the nodes the L2Advertisement selects (kubectl -n metallb-system get pods -l component=speaker -o wide) and their logs.',
+        'kube-vip': 'no kube-vip instance took it (no live lease, no kube-vip.io/vipHost): check that kube-vip runs with svc_enable on the nodes, and its logs.',
+      },
+      lease_expired: {
+        cilium: 'the lease %(lease)s is stale (last holder: %(holder)s): kubectl -n %(ns)s delete lease %(lease)s, then lbprobe diagnose {{ $labels.namespace }}/{{ $labels.service }}.',
+        'kube-vip': "kube-vip's lease of it expired: check kube-vip on its last holder, or delete the lease (kubectl -n %(ns)s get leases | grep kubevip) so another kube-vip takes it.",
+      },
+      holder_not_ready: {
+        cilium: 'the lease %(lease)s is held by %(holder)s, which is not Ready: kubectl -n %(ns)s delete lease %(lease)s so a Ready node takes over.',
+        metallb: 'the speaker on %(metallbNode)s announces it, but the node is not Ready: restart it (%(restartSpeaker)s) so another speaker takes over.',
+        'kube-vip': 'kube-vip on node {{ $node }} holds it, but the node is not Ready: restart %(kubeVIPOn)s, or delete its lease.',
+      },
+      holder_silent: {
+        cilium: '%(holder)s holds the lease but does not answer ARP for {{ $labels.ip }}: restart its Cilium agent, or kubectl -n %(ns)s delete lease %(lease)s.',
+        metallb: "MetalLB's ServiceL2Status names %(metallbNode)s, which does not answer ARP for {{ $labels.ip }}: restart its speaker (%(restartSpeaker)s).",
+        'kube-vip': 'kube-vip names node {{ $node }}, which does not answer ARP for {{ $labels.ip }}: restart %(kubeVIPOn)s.',
+      },
       split_brain: 'more than one node answers ARP for {{ $labels.ip }} (lbprobe diagnose {{ $labels.ip }} names them): stop the second announcer, or give each Service sharing the IP its own.',
       route_via_tunnel: '{{ $labels.instance }} routes {{ $labels.ip }} through a tunnel, not the LAN: on that host, ip route get {{ $labels.ip }} and remove the route (tailscale set --accept-routes=false).',
       no_route: '{{ $labels.instance }} has no route to {{ $labels.ip }}: ip route get {{ $labels.ip }}.',
@@ -62,12 +105,15 @@ local promql = import '../lib/promql.libsonnet';
       port_refused: 'it is announced but its ports do not answer: check the targetPort, the Gateway listeners and NetworkPolicies (LoadBalancerPortUnreachable).',
     },
     // The verdict of the IP's diagnosis chain (loadbalancer_diagnosis_info of the same instance),
-    // its fix and its runbook section, for descriptions.
+    // its fix and its runbook section, for descriptions that start with announcerVars.
     local diagnosisText(holder) =
       local all = [cl, 'namespace', 'service', 'ip', 'instance'];
-      local fix(cause) = lbFixes[cause] % { ns: ns, lease: lease, holder: holder };
+      local args = { ns: ns, lease: lease, holder: holder, metallbNode: metallbNode, restartSpeaker: restartSpeaker, kubeVIPOn: kubeVIPOn };
+      local fix(cause) =
+        local f = lbFixes[cause];
+        if std.isString(f) then f % args else byImpl({ [i]: f[i] % args for i in std.objectFields(f) });
       local causes = std.objectFields(lbFixes);
-      "{{ with printf `loadbalancer_diagnosis_info{%(sel)s,%(matchers)s}` %(args)s | query }}{{ with first . }}{{ $cause := .Labels.cause }}Diagnosis: {{ $cause }}: %(fixes)s Runbook: %(runbook)s{{ $cause }}.{{ end }}{{ else }}No diagnosis from this instance: first check that the IP is announced (LoadBalancerNotAnnounced, LoadBalancerARPNoReply), then the Service's endpoints.{{ end }}" % {
+      "{{ with printf `loadbalancer_diagnosis_info{%(sel)s,%(matchers)s}` %(args)s | query }}{{ with first . }}{{ $cause := .Labels.cause }}Diagnosis: {{ $cause }}: %(fixes)s Runbook: %(runbook)s{{ $cause }}.{{ end }}{{ else }}No diagnosis from this instance: first check that the IP is announced (LoadBalancerNotAnnounced, LoadBalancerNoAnnouncer, LoadBalancerARPNoReply), then the Service's endpoints.{{ end }}" % {
         sel: sel,
         matchers: std.join(',', ['%s="%%s"' % m for m in all]),
         args: std.join(' ', ['$labels.%s' % m for m in all]),
@@ -78,20 +124,18 @@ local promql = import '../lib/promql.libsonnet';
 
     // The Service's current L2 lease holder (the freshest lease), for descriptions.
     local holderText = queryLabel('loadbalancer_l2_lease_renew_age_seconds', ['namespace', 'service'], 'holder', none='nobody (no lease)', prefix='node ', wrap='bottomk(1, %s)'),
-    // Who should answer for the Service's IPs and what to restart, by its L2 implementation
-    // (loadbalancer_announcer_info); Cilium's lease text when lbprobe knows no implementation.
-    local ciliumAnnouncer = "The lease holder is %s: when it holds the lease but does not answer, its L2 announcer is stuck or the policy's interfaces do not match its NIC. Delete the lease to force a new election: kubectl -n %s delete lease %s." % [holderText, ns, lease],
-    local podsOn = 'kubectl get pods -A -o wide --field-selector spec.nodeName={{ $node }}',
-    local announcerText =
-      local all = [cl, 'namespace', 'service'];
-      '{{ with printf `loadbalancer_announcer_info{%(sel)s,%(matchers)s}` %(args)s | query }}{{ with first . }}{{ $node := .Labels.node }}{{ if eq .Labels.implementation "metallb" }}%(metallb)s{{ else if eq .Labels.implementation "kube-vip" }}%(kubevip)s{{ else }}%(cilium)s{{ end }}{{ end }}{{ else }}%(cilium)s{{ end }}' % {
-        sel: sel,
-        matchers: std.join(',', ['%s="%%s"' % m for m in all]),
-        args: std.join(' ', ['$labels.%s' % m for m in all]),
-        metallb: "{{ if $node }}MetalLB's ServiceL2Status names node {{ $node }} as the announcer: when it does not answer, its speaker is stuck or its L2Advertisement's interfaces do not match the NIC. Restart that speaker (" + podsOn + ' | grep speaker) and check kubectl get l2advertisements -A -o yaml.{{ else }}No MetalLB speaker announces it (no ServiceL2Status, LoadBalancerNoAnnouncer): check that an L2Advertisement selects its pool and that a speaker runs on a node the advertisement allows.{{ end }}',
-        kubevip: '{{ if $node }}kube-vip names node {{ $node }} as the announcer (its lease or kube-vip.io/vipHost): when it does not answer, kube-vip there is stuck or bound to another interface (vip_interface). Restart it (' + podsOn + ' | grep kube-vip).{{ else }}kube-vip names no announcer (no live lease, no kube-vip.io/vipHost; LoadBalancerNoAnnouncer): check that kube-vip runs with svc_enable and that its leader election works.{{ end }}',
-        cilium: ciliumAnnouncer,
-      },
+    // Who should announce the Service's IPs, for descriptions that start with announcerVars.
+    local announcerIs = byImpl({
+      cilium: 'The L2 lease holder is %s.' % holderText,
+      metallb: "MetalLB's ServiceL2Status names %s as the announcer." % metallbNode,
+      'kube-vip': 'kube-vip names {{ if $node }}node {{ $node }}{{ else }}no node{{ end }} as the announcer.',
+    }),
+    // Who should answer ARP for the Service's IPs and what to restart, for LoadBalancerARPNoReply.
+    local announcerText = byImpl({
+      cilium: "The lease holder is %s: when it holds the lease but does not answer, its L2 announcer is stuck or the policy's interfaces do not match its NIC. Delete the lease to force a new election: kubectl -n %s delete lease %s." % [holderText, ns, lease],
+      metallb: "{{ if $node }}MetalLB's ServiceL2Status names node {{ $node }} as the announcer: when it does not answer, its speaker is stuck or its L2Advertisement's interfaces do not match the NIC. Restart that speaker (%s) and check kubectl get l2advertisements -A -o yaml.{{ else }}No MetalLB speaker announces it (no ServiceL2Status, LoadBalancerNoAnnouncer): check that an L2Advertisement selects its pool and that a speaker runs on a node the advertisement allows.{{ end }}" % restartSpeaker,
+      'kube-vip': '{{ if $node }}kube-vip names node {{ $node }} as the announcer (its lease or kube-vip.io/vipHost): when it does not answer, kube-vip there is stuck or bound to another interface (vip_interface). Restart %s.{{ else }}kube-vip names no announcer (no live lease, no kube-vip.io/vipHost; LoadBalancerNoAnnouncer): check that kube-vip runs with svc_enable and that its leader election works.{{ end }}' % kubeVIPOn,
+    }),
     // The DNS check's series: a hostname can be checked for several routes (source, namespace, name).
     local dnsCheck = ['server', 'hostname', 'source', 'namespace', 'name', 'instance'],
     local tlsCheck = ['hostname', 'ip', 'port', 'source', 'namespace', 'name', 'instance'],
@@ -118,7 +162,7 @@ local promql = import '../lib/promql.libsonnet';
             'loadBalancerUnreachable',
             'loadbalancer_reachable{%s} == 0' % sel,
             'LoadBalancer IP {{ $labels.ip }} of {{ $labels.namespace }}/{{ $labels.service }} is unreachable.',
-            'None of the probed ports of {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) has answered {{ $labels.instance }} for %s. The L2 lease holder is %s. %s' % [c['for'].loadBalancerUnreachable, holderText, diagnosisText(holderText)],
+            announcerVars + 'None of the probed ports of {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) has answered {{ $labels.instance }} for %s. %s %s' % [c['for'].loadBalancerUnreachable, announcerIs, diagnosisText(holderText)],
           ),
           alert(
             'LoadBalancerPortUnreachable',
@@ -239,7 +283,7 @@ local promql = import '../lib/promql.libsonnet';
             'loadBalancerARPNoReply',
             'loadbalancer_arp_reachable{%s} == 0' % sel,
             'Nobody answers ARP for {{ $labels.ip }} on {{ $labels.interface }}.',
-            'No host on {{ $labels.interface }} answered an ARP who-has (for an IPv6 IP, a Neighbor Solicitation) for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) from {{ $labels.instance }} for %s. %s' % [c['for'].loadBalancerARPNoReply, announcerText],
+            announcerVars + 'No host on {{ $labels.interface }} answered an ARP who-has (for an IPv6 IP, a Neighbor Solicitation) for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) from {{ $labels.instance }} for %s. %s' % [c['for'].loadBalancerARPNoReply, announcerText],
           ),
           alert(
             'LoadBalancerNDPModeUnanswered',
@@ -268,8 +312,11 @@ local promql = import '../lib/promql.libsonnet';
               unless on (%(on)s)
               (loadbalancer_arp_responders{%(sel)s} != 1)
             ||| % { sel: sel, on: same(['namespace', 'service', 'ip', 'interface']) },
-            '{{ $labels.ip }} is answered by a node that does not hold its lease.',
-            'The only MAC that answers ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) on {{ $labels.interface }} is not the MAC of the lease holder, %s (loadbalancer_arp_responder_info names who answers). The node that lost the lease still announces the IP, or another host took it. Restart the Cilium agent on the answering node.' % holderText,
+            '{{ $labels.ip }} is answered by a node that should not announce it.',
+            announcerVars + 'The only MAC that answers ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) on {{ $labels.interface }} is not the MAC of %s (loadbalancer_arp_responder_info names who answers). %s' % [
+              byImpl({ cilium: 'the lease holder, %s' % holderText, metallb: "the node MetalLB's ServiceL2Status names, %s" % metallbNode, 'kube-vip': 'the node kube-vip names, {{ if $node }}node {{ $node }}{{ else }}no node{{ end }}' }),
+              byImpl({ cilium: 'The node that lost the lease still announces the IP, or another host took it. Restart the Cilium agent on the answering node.', metallb: 'A speaker that lost the IP still announces it, or another host took it. Restart the MetalLB speaker on the answering node.', 'kube-vip': 'A kube-vip that lost the VIP still announces it (without leader election every kube-vip does), or another host took it. Restart kube-vip on the answering node.' }),
+            ],
           ),
           alert(
             'LoadBalancerSharedIPSplitBrain',
