@@ -55,18 +55,16 @@ type NDPOptions struct {
 // opts.Unicast, collecting every Neighbor Advertisement for ip. The result
 // is an ARPResult (MACs: every MAC that answered either way, sorted) with
 // NDP set. It succeeds when a MAC answered; failures are those of ARP, an
-// IPv4 target being not_applicable.
+// IPv4 target being not_applicable. A probe of an IP that another probe of
+// this process is soliciting on the same interface joins that run (its
+// opts.Unicast asked too, if still in time) and returns its result; it is
+// not_started when its ctx ends first.
 func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logger) ARPResult {
 	start := time.Now()
 	logger = proberLogger(ctx, logger, func() []any { return []any{"prober", "ndp", "target", ip.String(), "interface", opts.Interface} })
-	modes := &NDPModes{}
-	// NDP is set once a solicitation can go out: an early failure has no
-	// modes to report.
-	res := ARPResult{Interface: opts.Interface}
 	failed := func(reason Reason, err error) ARPResult {
 		logger.Debug("ndp probe failed", "reason", reason, "err", err)
-		res.Result = fail(start, reason, err)
-		return res
+		return ARPResult{Interface: opts.Interface, Result: fail(start, reason, err)}
 	}
 	switch {
 	case !ip.IsValid():
@@ -78,15 +76,40 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 	case opts.Interface == "":
 		return failed(ReasonError, errors.New("ndp: no interface given"))
 	}
-	unlock, err := lockNDP(ctx, ndpKey{opts.Interface, ip})
-	if err != nil {
-		return failed(ReasonTimeout, fmt.Errorf("ndp: waiting for another probe of %s on %q: %w", ip, opts.Interface, err))
-	}
-	defer unlock()
 	if err := ctx.Err(); err != nil {
 		return failed(ReasonTimeout, fmt.Errorf("ndp: %w", err))
 	}
-	start = time.Now() // the window begins once this probe has the IP to itself
+	k := ndpKey{opts.Interface, ip}
+	f, leader := joinNDP(k, opts.Unicast)
+	if !leader {
+		// Neither outcome below is evidence about the target.
+		select {
+		case <-f.done:
+			if f.cut {
+				return failed(ReasonNotStarted, fmt.Errorf("ndp: the probe of %s in flight on %q that this one joined was cancelled", ip, opts.Interface))
+			}
+			return f.res.clone()
+		case <-ctx.Done():
+			return failed(ReasonNotStarted, fmt.Errorf("ndp: the probe of %s in flight on %q outlasted this one: %w", ip, opts.Interface, ctx.Err()))
+		}
+	}
+	res := ndpRun(ctx, ip, opts, f, start, logger)
+	landNDP(k, f, res, errors.Is(ctx.Err(), context.Canceled))
+	return res
+}
+
+// ndpRun is the solicitations and the reading of an NDP probe, whose
+// in-flight entry is f.
+func ndpRun(ctx context.Context, ip netip.Addr, opts NDPOptions, f *ndpFlight, start time.Time, logger *slog.Logger) ARPResult {
+	modes := &NDPModes{}
+	// NDP is set once a solicitation can go out: an early failure has no
+	// modes to report.
+	res := ARPResult{Interface: opts.Interface}
+	failed := func(reason Reason, err error) ARPResult {
+		logger.Debug("ndp probe failed", "reason", reason, "err", err)
+		res.Result = fail(start, reason, err)
+		return res
+	}
 	end := arpWindowEnd(ctx, start, opts.Wait)
 	half := start.Add(end.Sub(start) / 2)
 
@@ -146,7 +169,7 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 		switch {
 		case !unicast && !now.Before(half):
 			unicast = true
-			for _, m := range append(slices.Clone(modes.Multicast), opts.Unicast...) {
+			for _, m := range append(slices.Clone(modes.Multicast), f.unicastTargets()...) {
 				if slices.ContainsFunc(modes.UnicastAsked, func(a net.HardwareAddr) bool { return bytes.Equal(a, m) }) {
 					continue
 				}
@@ -212,55 +235,83 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 		ip, opts.Interface, end.Sub(start).Round(time.Millisecond), sent))
 }
 
-// ndpKey is one IP on one interface: what lockNDP serializes.
+// ndpKey is one IP on one interface: the probes of it share one run.
 type ndpKey struct {
 	iface string
 	ip    netip.Addr
 }
 
-// ndpSlot is the lock of one ndpKey; users counts its holder and waiters,
-// so that the entry goes when the last of them leaves.
-type ndpSlot struct {
-	held  chan struct{} // capacity 1: full while a probe holds it
-	users int
+// ndpFlight is an NDP probe in flight, which the probes of the same IP
+// that start meanwhile join instead of soliciting themselves.
+type ndpFlight struct {
+	done chan struct{} // closed when res and cut are set
+	res  ARPResult
+	cut  bool // the run's context was cancelled: res says little about the target
+
+	mu      sync.Mutex
+	unicast []net.HardwareAddr // the members' NDPOptions.Unicast
+	asked   bool               // the unicast solicitations went out
 }
 
-// ndpLocks are this process's NDP probes in flight. A Neighbor
-// Advertisement does not say which solicitation it answers: with two probes
-// of one IP at once (Services sharing the IP, /probe during a round), one's
+// ndpFlights are this process's NDP probes in flight. A Neighbor
+// Advertisement does not say which solicitation it answers: with two runs
+// for one IP at once (Services sharing the IP, /probe during a round), one's
 // multicast answers would land in the other's unicast phase and count as
-// unicast answers, hiding an announcer that drops unicast solicitations
-// (or the other way round). So the probes of one IP take turns.
-var ndpLocks = struct {
+// unicast answers, hiding an announcer that drops unicast solicitations (or
+// the other way round). So a probe of an IP in flight joins that run and
+// gets its result: one run, and no probe waits for another's window first.
+var ndpFlights = struct {
 	sync.Mutex
-	slots map[ndpKey]*ndpSlot
-}{slots: map[ndpKey]*ndpSlot{}}
+	m map[ndpKey]*ndpFlight
+}{m: map[ndpKey]*ndpFlight{}}
 
-// lockNDP waits until no other NDP probe of k runs in this process, or ctx
-// ends; unlock lets the next one go.
-func lockNDP(ctx context.Context, k ndpKey) (unlock func(), err error) {
-	ndpLocks.Lock()
-	s := ndpLocks.slots[k]
-	if s == nil {
-		s = &ndpSlot{held: make(chan struct{}, 1)}
-		ndpLocks.slots[k] = s
-	}
-	s.users++
-	ndpLocks.Unlock()
-	leave := func() {
-		ndpLocks.Lock()
-		if s.users--; s.users == 0 {
-			delete(ndpLocks.slots, k)
+// joinNDP returns the run in flight for k, adding unicast to the MACs it
+// solicits unicast if it has not done so yet, or starts one (leader).
+func joinNDP(k ndpKey, unicast []net.HardwareAddr) (f *ndpFlight, leader bool) {
+	ndpFlights.Lock()
+	defer ndpFlights.Unlock()
+	if f := ndpFlights.m[k]; f != nil {
+		f.mu.Lock()
+		if !f.asked {
+			f.unicast = append(f.unicast, unicast...)
 		}
-		ndpLocks.Unlock()
+		f.mu.Unlock()
+		return f, false
 	}
-	select {
-	case s.held <- struct{}{}:
-		return func() { <-s.held; leave() }, nil
-	case <-ctx.Done():
-		leave()
-		return nil, ctx.Err()
+	f = &ndpFlight{done: make(chan struct{}), unicast: slices.Clone(unicast)}
+	ndpFlights.m[k] = f
+	return f, true
+}
+
+// unicastTargets are the MACs the members asked to solicit unicast; from
+// now on a joiner's are not asked.
+func (f *ndpFlight) unicastTargets() []net.HardwareAddr {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = true
+	return slices.Clone(f.unicast)
+}
+
+// landNDP ends the run of k: the members that joined get res (unless the
+// run was cut short), and the next probe of k starts its own run.
+func landNDP(k ndpKey, f *ndpFlight, res ARPResult, cut bool) {
+	ndpFlights.Lock()
+	delete(ndpFlights.m, k)
+	ndpFlights.Unlock()
+	f.res, f.cut = res.clone(), cut
+	close(f.done)
+}
+
+// clone copies r's slices, so that the members of a run do not share them.
+func (r ARPResult) clone() ARPResult {
+	r.Phases = slices.Clone(r.Phases)
+	r.MACs = slices.Clone(r.MACs)
+	if r.NDP != nil {
+		m := *r.NDP
+		m.Multicast, m.UnicastAsked, m.Unicast = slices.Clone(m.Multicast), slices.Clone(m.UnicastAsked), slices.Clone(m.Unicast)
+		r.NDP = &m
 	}
+	return r
 }
 
 // advertisementFilter keeps only ICMPv6 Neighbor Advertisements (IPv6 next

@@ -3,12 +3,12 @@ package probe
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,12 +119,14 @@ func TestNDP(t *testing.T) {
 
 // answerMulticastOnly answers, from ns's eth0, the Neighbor Solicitations
 // for target sent to its solicited-node multicast address and drops the
-// unicast ones, as Cilium's responder did (cilium#44311), until the test ends.
-func answerMulticastOnly(t *testing.T, ns *netlab.Namespace, target netip.Addr) {
+// unicast ones, as Cilium's responder did (cilium#44311), until the test
+// ends. solicited counts the multicast solicitations it saw.
+func answerMulticastOnly(t *testing.T, ns *netlab.Namespace, target netip.Addr) (solicited func() int64) {
 	t.Helper()
 	var (
 		conn *packet.Conn
 		mac  net.HardwareAddr
+		seen atomic.Int64
 	)
 	if err := ns.Run(func() error {
 		ifi, err := net.InterfaceByName("eth0")
@@ -154,6 +156,7 @@ func answerMulticastOnly(t *testing.T, ns *netlab.Namespace, target netip.Addr) 
 			if sol, ok := f.Message.(*ndp.NeighborSolicitation); !ok || sol.TargetAddress != target {
 				continue
 			}
+			seen.Add(1)
 			frame, err := AdvertisementFrame(mac, f.SrcMAC, target, f.Src, target)
 			if err == nil {
 				_, err = conn.WriteTo(frame, &packet.Addr{HardwareAddr: f.SrcMAC})
@@ -163,82 +166,94 @@ func answerMulticastOnly(t *testing.T, ns *netlab.Namespace, target netip.Addr) 
 			}
 		}
 	}()
+	return seen.Load
 }
 
-// TestNDPProbesOfOneIPTakeTurns: a second probe of the same IP starts when
-// the first one's unicast phase begins. An advertisement does not say which
-// solicitation it answers, so were they to run at once, the second's
-// multicast answers would count as unicast answers in the first and hide an
-// announcer that drops unicast solicitations.
-func TestNDPProbesOfOneIPTakeTurns(t *testing.T) {
+// TestNDPProbesOfOneIPShareOneRun: two probes of one IP at once (Services
+// sharing it, /probe during a round) make one run and get its result. Were
+// they two runs, one's multicast answers would count as unicast answers in
+// the other's and hide an announcer that drops unicast solicitations; were
+// they queued, the second would wait out the first's window (the engine's
+// window is the probe timeout) and time out.
+func TestNDPProbesOfOneIPShareOneRun(t *testing.T) {
 	t.Parallel()
 	lab := newNDPLab(t)
-	target := netip.MustParseAddr("fd99::50") // no kernel has it: only the responder answers
-	answerMulticastOnly(t, lab.node2NS, target)
-	const wait = 600 * time.Millisecond
-	opts := NDPOptions{Interface: "eth0", Wait: wait}
-	results := make([]ARPResult, 2)
-	var wg sync.WaitGroup
-	for i := range results {
-		wg.Go(func() {
-			time.Sleep(time.Duration(i) * wait / 2) // the second starts at the first's unicast phase
-			if err := lab.prober.Run(func() error {
-				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-				defer cancel()
-				results[i] = NDP(ctx, target, opts, testLogger(t))
-				return nil
-			}); err != nil {
-				t.Error(err)
+	sorted := func(macs ...net.HardwareAddr) []net.HardwareAddr {
+		return slices.SortedFunc(slices.Values(macs), func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
+	}
+	tests := []struct {
+		name    string
+		target  string
+		wait    time.Duration // NDPOptions.Wait; 0: the context's deadline, as the engine probes
+		timeout [2]time.Duration
+		start   [2]time.Duration // when each probe starts
+		unicast [2][]net.HardwareAddr
+		asked   []net.HardwareAddr // the run's unicast solicitations
+		second  Reason             // the second probe's reason: ReasonNone when it shares the answer
+	}{
+		{name: "the second starts at the first's unicast phase", target: "fd99::50", wait: 600 * time.Millisecond,
+			timeout: [2]time.Duration{3 * time.Second, 3 * time.Second}, start: [2]time.Duration{0, 300 * time.Millisecond},
+			asked: []net.HardwareAddr{lab.node2}},
+		{name: "the engine's window: both until the probe timeout", target: "fd99::51",
+			timeout: [2]time.Duration{time.Second, time.Second}, start: [2]time.Duration{0, 20 * time.Millisecond},
+			asked: []net.HardwareAddr{lab.node2}},
+		{name: "the second's announcer MAC is asked too", target: "fd99::52", wait: 600 * time.Millisecond,
+			timeout: [2]time.Duration{3 * time.Second, 3 * time.Second}, start: [2]time.Duration{0, 50 * time.Millisecond},
+			unicast: [2][]net.HardwareAddr{nil, {lab.node1}}, asked: sorted(lab.node1, lab.node2)},
+		{name: "the second gives up first: not_started, no evidence", target: "fd99::53", wait: 600 * time.Millisecond,
+			timeout: [2]time.Duration{3 * time.Second, 100 * time.Millisecond}, start: [2]time.Duration{0, 50 * time.Millisecond},
+			asked: []net.HardwareAddr{lab.node2}, second: ReasonNotStarted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target := netip.MustParseAddr(tt.target) // no kernel has it: only the responder answers
+			solicited := answerMulticastOnly(t, lab.node2NS, target)
+			results := make([]ARPResult, 2)
+			var wg sync.WaitGroup
+			for i := range results {
+				wg.Go(func() {
+					time.Sleep(tt.start[i])
+					if err := lab.prober.Run(func() error {
+						ctx, cancel := context.WithTimeout(t.Context(), tt.timeout[i])
+						defer cancel()
+						results[i] = NDP(ctx, target, NDPOptions{Interface: "eth0", Wait: tt.wait, Unicast: tt.unicast[i]}, testLogger(t))
+						return nil
+					}); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if n := solicited(); n == 0 || n > arpRequests {
+				t.Errorf("the responder saw %d multicast solicitations, want 1 to %d: one run", n, arpRequests)
+			}
+			eq := func(a, b []net.HardwareAddr) bool {
+				return slices.EqualFunc(a, b, func(x, y net.HardwareAddr) bool { return bytes.Equal(x, y) })
+			}
+			for i, res := range results {
+				if i == 1 && tt.second != ReasonNone {
+					if res.Reason != tt.second || res.NDP != nil {
+						t.Errorf("second probe: reason %q (%v), modes %+v; want %q and no modes", res.Reason, res.Err, res.NDP, tt.second)
+					}
+					continue
+				}
+				switch {
+				case !res.Success || res.NDP == nil:
+					t.Errorf("probe %d: success %v (%v), modes %+v; want an answer", i, res.Success, res.Err, res.NDP)
+				case !eq(res.NDP.Multicast, []net.HardwareAddr{lab.node2}):
+					t.Errorf("probe %d: multicast answers %v, want %v", i, res.NDP.Multicast, lab.node2)
+				case !eq(res.NDP.UnicastAsked, tt.asked):
+					t.Errorf("probe %d: unicast solicitations to %v, want %v", i, res.NDP.UnicastAsked, tt.asked)
+				case len(res.NDP.Unicast) != 0:
+					t.Errorf("probe %d: unicast answers %v, want none: another run's multicast answers counted", i, res.NDP.Unicast)
+				}
+			}
+			ndpFlights.Lock()
+			_, left := ndpFlights.m[ndpKey{"eth0", target}]
+			ndpFlights.Unlock()
+			if left {
+				t.Errorf("the run of %s is still in flight after both probes returned", target)
 			}
 		})
-	}
-	wg.Wait()
-	for i, res := range results {
-		switch {
-		case !res.Success || res.NDP == nil:
-			t.Errorf("probe %d: success %v (%v), modes %+v; want an answer", i, res.Success, res.Err, res.NDP)
-		case len(res.NDP.Multicast) != 1 || !bytes.Equal(res.NDP.Multicast[0], lab.node2):
-			t.Errorf("probe %d: multicast answers %v, want %v", i, res.NDP.Multicast, lab.node2)
-		case len(res.NDP.UnicastAsked) != 1:
-			t.Errorf("probe %d: unicast solicitations to %v, want one to %v", i, res.NDP.UnicastAsked, lab.node2)
-		case len(res.NDP.Unicast) != 0:
-			t.Errorf("probe %d: unicast answers %v, want none: the other probe's multicast answers counted", i, res.NDP.Unicast)
-		}
-	}
-}
-
-// TestLockNDP: a probe waits for another of the same IP and interface, not
-// for one of another IP; one that gives up leaves no lock behind.
-func TestLockNDP(t *testing.T) {
-	k := ndpKey{"eth0", netip.MustParseAddr("fd99::60")}
-	unlock, err := lockNDP(t.Context(), k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := lockNDP(t.Context(), ndpKey{"eth0", netip.MustParseAddr("fd99::61")})
-	if err != nil {
-		t.Fatalf("another IP waited: %v", err)
-	}
-	other()
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := lockNDP(ctx, k); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second probe of %v while the first runs: %v, want it to wait until its deadline", k.ip, err)
-	}
-	next := make(chan func(), 1)
-	go func() {
-		u, err := lockNDP(t.Context(), k)
-		if err != nil {
-			t.Error(err)
-		}
-		next <- u
-	}()
-	unlock()
-	(<-next)()
-	ndpLocks.Lock()
-	left := len(ndpLocks.slots)
-	ndpLocks.Unlock()
-	if left != 0 {
-		t.Errorf("%d locks left after every probe ended, want 0", left)
 	}
 }
