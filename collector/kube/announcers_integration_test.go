@@ -65,6 +65,14 @@ func TestIntegrationMetalLBAnnouncer(t *testing.T) {
 	}
 	setIngress(t, cl.kube, svc, "10.11.80.184")
 	setIngress(t, cl.kube, createLB(t, cl.kube, ns, "cilium-lb", nil), "10.11.80.183")
+	// A live Cilium lease of the MetalLB Service, left from before MetalLB
+	// took it: neither its holder nor Cilium's series describe it.
+	now := metav1.NewMicroTime(time.Now())
+	leftover := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cilium-l2announce-" + ns + "-web"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(ns + "-cilium-node"), LeaseDurationSeconds: ptr.To(int32(3600)), AcquireTime: &now, RenewTime: &now}}
+	if _, err := cl.kube.CoordinationV1().Leases(ns).Create(t.Context(), leftover, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	createUnstructured(t, cl, ResourceMetalLBPools, ns, map[string]any{
 		"apiVersion": metallbGroupVersion, "kind": "IPAddressPool",
 		"metadata": map[string]any{"name": "lan", "labels": map[string]any{"zone": "lan"}},

@@ -136,6 +136,9 @@ local promql = import '../lib/promql.libsonnet';
       metallb: "{{ if $node }}MetalLB's ServiceL2Status names node {{ $node }} as the announcer: when it does not answer, its speaker is stuck or its L2Advertisement's interfaces do not match the NIC. Restart that speaker (%s) and check kubectl get l2advertisements -A -o yaml.{{ else }}No MetalLB speaker announces it (no ServiceL2Status, LoadBalancerNoAnnouncer): check that an L2Advertisement selects its pool and that a speaker runs on a node the advertisement allows.{{ end }}" % restartSpeaker,
       'kube-vip': '{{ if $node }}kube-vip names node {{ $node }} as the announcer (its lease or kube-vip.io/vipHost): when it does not answer, kube-vip there is stuck or bound to another interface (vip_interface). Restart %s.{{ else }}kube-vip names no announcer (no live lease, no kube-vip.io/vipHost; LoadBalancerNoAnnouncer): check that kube-vip runs with svc_enable and that its leader election works.{{ end }}' % kubeVIPOn,
     }),
+    // The Services that MetalLB or kube-vip announces: a Cilium lease left over from before
+    // says nothing about them.
+    local notCilium = 'max by (%s) %s' % [svc, state('loadbalancer_announcer_info{%s,implementation!="cilium"}' % sel)],
     // The DNS check's series: a hostname can be checked for several routes (source, namespace, name).
     local dnsCheck = ['server', 'hostname', 'source', 'namespace', 'name', 'instance'],
     local tlsCheck = ['hostname', 'ip', 'port', 'source', 'namespace', 'name', 'instance'],
@@ -250,14 +253,17 @@ local promql = import '../lib/promql.libsonnet';
               max by (%(lease)s) %(expired)s == 1
               unless on (%(svc)s)
               max by (%(svc)s) %(policies)s == 0
+              unless on (%(svc)s)
+              %(notCilium)s
             ||| % {
               lease: obj(['namespace', 'service', 'lease', 'holder']),
               svc: svc,
               sel: sel,
-              // A released lease (no holder) and the lease of a Service no policy selects any more
-              // are expired on purpose.
+              // A released lease (no holder), the lease of a Service no policy selects any more
+              // and that of a Service MetalLB or kube-vip now announces are expired on purpose.
               expired: state('loadbalancer_l2_lease_expired{%s,holder!=""}' % sel),
               policies: state('loadbalancer_l2_policies{%s}' % sel),
+              notCilium: notCilium,
             },
             'L2 lease {{ $labels.lease }} has expired.',
             'Node {{ $labels.holder }} holds lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) but last renewed it {{ $value | humanizeDuration }} ago, longer than its duration, and no other node took it over: the IP is announced, if at all, by an agent that stopped working. Check the Cilium agent on {{ $labels.holder }}; delete the stale lease to force an election: kubectl -n %s delete lease {{ $labels.lease }}.' % ns,
@@ -265,7 +271,11 @@ local promql = import '../lib/promql.libsonnet';
           alert(
             'LoadBalancerL2LeaseHolderNotReady',
             'loadBalancerL2LeaseHolderNotReady',
-            'max by (%s) %s == 0' % [obj(['namespace', 'service', 'lease', 'holder']), state('loadbalancer_l2_lease_holder_ready{%s,holder!=""}' % sel)],
+            |||
+              max by (%(lease)s) %(ready)s == 0
+              unless on (%(svc)s)
+              %(notCilium)s
+            ||| % { lease: obj(['namespace', 'service', 'lease', 'holder']), svc: svc, ready: state('loadbalancer_l2_lease_holder_ready{%s,holder!=""}' % sel), notCilium: notCilium },
             'L2 lease {{ $labels.lease }} is held by node {{ $labels.holder }}, which is not Ready.',
             'Lease {{ $labels.lease }} (Service {{ $labels.namespace }}/{{ $labels.service }}) is held by node {{ $labels.holder }}, whose Ready condition is not True. Its agent may still renew the lease while the node cannot serve. Check the node (kubectl describe node {{ $labels.holder }}); cordon it and delete the lease to move the IP: kubectl -n %s delete lease {{ $labels.lease }}.' % ns,
           ),
