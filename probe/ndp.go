@@ -80,27 +80,86 @@ func NDP(ctx context.Context, ip netip.Addr, opts NDPOptions, logger *slog.Logge
 		return failed(ReasonTimeout, fmt.Errorf("ndp: %w", err))
 	}
 	k := ndpKey{opts.Interface, ip}
-	f, leader := joinNDP(k, opts.Unicast)
-	if !leader {
-		// Neither outcome below is evidence about the target.
+	for {
+		end := arpWindowEnd(ctx, start, opts.Wait)
+		f, leader := joinNDP(k, opts.Unicast, start, end)
+		if leader {
+			return leadNDP(ctx, k, f, ip, opts, start, end, logger)
+		}
+		res, again := awaitNDP(ctx, f, start, end)
+		if !again {
+			if res.Reason == ReasonNotStarted {
+				logger.Debug("ndp probe not started", "err", res.Err)
+			}
+			res.Interface = opts.Interface
+			return res
+		}
+		start = time.Now() // the run it joined was cut short: its own
+	}
+}
+
+// ndpJoinGrace is how long past its own window a member waits for the run
+// it joined: the run's result lands just after the run's window ends, and
+// with the engine's windows (the probe timeout) the member's ends about
+// then too.
+const ndpJoinGrace = 100 * time.Millisecond
+
+// leadNDP runs the probe as the leader of f and hands the result to the
+// members that joined.
+func leadNDP(ctx context.Context, k ndpKey, f *ndpFlight, ip netip.Addr, opts NDPOptions, start, end time.Time, logger *slog.Logger) ARPResult {
+	landed := false
+	defer func() {
+		if !landed { // a panic: let the members go, with nothing to share
+			landNDP(k, f, ARPResult{}, true)
+		}
+	}()
+	res := ndpRun(ctx, ip, opts, f, start, end, logger)
+	landNDP(k, f, res, errors.Is(ctx.Err(), context.Canceled))
+	landed = true
+	return res
+}
+
+// awaitNDP waits for the result of the run f that a probe with the window
+// start..end joined. again: the run was cut short (cancelled, or its window
+// was under half as long as this one's: capped by an earlier deadline), so
+// the probe should run its own.
+func awaitNDP(ctx context.Context, f *ndpFlight, start, end time.Time) (res ARPResult, again bool) {
+	notStarted := func(err error) ARPResult {
+		// Not evidence about the target: the run in flight had it.
+		return ARPResult{Result: fail(start, ReasonNotStarted, err)}
+	}
+	short := f.end.Sub(f.start) < end.Sub(start)/2
+	giveUp := end
+	if f.end.Before(giveUp) {
+		giveUp = f.end
+	}
+	timer := time.NewTimer(time.Until(giveUp.Add(ndpJoinGrace)))
+	defer timer.Stop()
+	ctxDone := ctx.Done()
+	for {
 		select {
 		case <-f.done:
-			if f.cut {
-				return failed(ReasonNotStarted, fmt.Errorf("ndp: the probe of %s in flight on %q that this one joined was cancelled", ip, opts.Interface))
+			switch {
+			case !f.cut && !short:
+				return f.res.clone(), false
+			case ctx.Err() != nil:
+				return notStarted(fmt.Errorf("ndp: the run this probe joined was cut short, and so is this probe: %w", ctx.Err())), false
 			}
-			return f.res.clone()
-		case <-ctx.Done():
-			return failed(ReasonNotStarted, fmt.Errorf("ndp: the probe of %s in flight on %q outlasted this one: %w", ip, opts.Interface, ctx.Err()))
+			return ARPResult{}, true
+		case <-timer.C:
+			return notStarted(fmt.Errorf("ndp: the run in flight for the same IP did not end within this probe's window (%v)", end.Sub(start).Round(time.Millisecond))), false
+		case <-ctxDone:
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return notStarted(fmt.Errorf("ndp: waiting for the run in flight for the same IP: %w", ctx.Err())), false
+			}
+			ctxDone = nil // the deadline: the run's result lands within the grace
 		}
 	}
-	res := ndpRun(ctx, ip, opts, f, start, logger)
-	landNDP(k, f, res, errors.Is(ctx.Err(), context.Canceled))
-	return res
 }
 
 // ndpRun is the solicitations and the reading of an NDP probe, whose
 // in-flight entry is f.
-func ndpRun(ctx context.Context, ip netip.Addr, opts NDPOptions, f *ndpFlight, start time.Time, logger *slog.Logger) ARPResult {
+func ndpRun(ctx context.Context, ip netip.Addr, opts NDPOptions, f *ndpFlight, start, end time.Time, logger *slog.Logger) ARPResult {
 	modes := &NDPModes{}
 	// NDP is set once a solicitation can go out: an early failure has no
 	// modes to report.
@@ -110,7 +169,6 @@ func ndpRun(ctx context.Context, ip netip.Addr, opts NDPOptions, f *ndpFlight, s
 		res.Result = fail(start, reason, err)
 		return res
 	}
-	end := arpWindowEnd(ctx, start, opts.Wait)
 	half := start.Add(end.Sub(start) / 2)
 
 	ifi, err := net.InterfaceByName(opts.Interface)
@@ -244,9 +302,10 @@ type ndpKey struct {
 // ndpFlight is an NDP probe in flight, which the probes of the same IP
 // that start meanwhile join instead of soliciting themselves.
 type ndpFlight struct {
-	done chan struct{} // closed when res and cut are set
-	res  ARPResult
-	cut  bool // the run's context was cancelled: res says little about the target
+	start, end time.Time     // the run's window
+	done       chan struct{} // closed when res and cut are set
+	res        ARPResult
+	cut        bool // the run's context was cancelled: res says little about the target
 
 	mu      sync.Mutex
 	unicast []net.HardwareAddr // the members' NDPOptions.Unicast
@@ -266,8 +325,9 @@ var ndpFlights = struct {
 }{m: map[ndpKey]*ndpFlight{}}
 
 // joinNDP returns the run in flight for k, adding unicast to the MACs it
-// solicits unicast if it has not done so yet, or starts one (leader).
-func joinNDP(k ndpKey, unicast []net.HardwareAddr) (f *ndpFlight, leader bool) {
+// solicits unicast if it has not done so yet, or starts one (leader) whose
+// window is start..end.
+func joinNDP(k ndpKey, unicast []net.HardwareAddr, start, end time.Time) (f *ndpFlight, leader bool) {
 	ndpFlights.Lock()
 	defer ndpFlights.Unlock()
 	if f := ndpFlights.m[k]; f != nil {
@@ -278,7 +338,7 @@ func joinNDP(k ndpKey, unicast []net.HardwareAddr) (f *ndpFlight, leader bool) {
 		f.mu.Unlock()
 		return f, false
 	}
-	f = &ndpFlight{done: make(chan struct{}), unicast: slices.Clone(unicast)}
+	f = &ndpFlight{start: start, end: end, done: make(chan struct{}), unicast: slices.Clone(unicast)}
 	ndpFlights.m[k] = f
 	return f, true
 }

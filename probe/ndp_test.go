@@ -20,7 +20,8 @@ import (
 
 // ndpLab is a LAN of namespaces on one bridge whose kernels answer
 // Neighbor Solicitations, multicast and unicast: the prober (fd99::1) and
-// two nodes; node1 has fd99::10, both have fd99::30.
+// two nodes; node1 has fd99::10 and fd99::11, both have fd99::30. The
+// parallel cases probe distinct IPs: probes of one IP share one run.
 type ndpLab struct {
 	prober, node2NS *netlab.Namespace
 	node1, node2    net.HardwareAddr
@@ -35,7 +36,7 @@ func newNDPLab(t *testing.T) ndpLab {
 	node2 := lab.Namespace("node2")
 	sw.Bridge("br0")
 	sw.Connect("br0", "p0", prober, "eth0", "10.99.0.1/24", "fd99::1/64")
-	sw.Connect("br0", "p1", node1, "eth0", "10.99.0.2/24", "fd99::2/64", "fd99::10/64", "fd99::30/64")
+	sw.Connect("br0", "p1", node1, "eth0", "10.99.0.2/24", "fd99::2/64", "fd99::10/64", "fd99::11/64", "fd99::30/64")
 	sw.Connect("br0", "p2", node2, "eth0", "10.99.0.3/24", "fd99::3/64", "fd99::30/64")
 	for _, ns := range []*netlab.Namespace{prober, node1, node2} {
 		ns.WaitUp("eth0")
@@ -66,7 +67,7 @@ func TestNDP(t *testing.T) {
 			multicast: []net.HardwareAddr{lab.node1}, asked: []net.HardwareAddr{lab.node1}, unicast: []net.HardwareAddr{lab.node1}},
 		{name: "two answer", ip: "fd99::30", wantOK: true,
 			multicast: sorted(lab.node1, lab.node2), asked: sorted(lab.node1, lab.node2), unicast: sorted(lab.node1, lab.node2)},
-		{name: "a unicast solicitation to a MAC that does not hold it", ip: "fd99::10", opts: NDPOptions{Unicast: []net.HardwareAddr{lab.node2}}, wantOK: true,
+		{name: "a unicast solicitation to a MAC that does not hold it", ip: "fd99::11", opts: NDPOptions{Unicast: []net.HardwareAddr{lab.node2}}, wantOK: true,
 			multicast: []net.HardwareAddr{lab.node1}, asked: sorted(lab.node1, lab.node2), unicast: []net.HardwareAddr{lab.node1}},
 		{name: "nobody", ip: "fd99::99", wantReason: ReasonTimeout, wantErr: `no advertisement for fd99::99 on "eth0"`},
 		{name: "an IPv4 target", ip: "10.99.0.2", wantReason: ReasonNotApplicable, wantErr: "NDP is for IPv6", noModes: true},
@@ -189,8 +190,14 @@ func TestNDPProbesOfOneIPShareOneRun(t *testing.T) {
 		start   [2]time.Duration // when each probe starts
 		unicast [2][]net.HardwareAddr
 		asked   []net.HardwareAddr // the run's unicast solicitations
-		second  Reason             // the second probe's reason: ReasonNone when it shares the answer
+		second  Reason             // the second probe's reason: ReasonNone when it gets an answer
+		runs    int64              // how many runs solicit: 1 when the second joins the first's
 	}{
+		{name: "the engine's case: two jobs, one deadline, no wait", target: "fd99::54",
+			timeout: [2]time.Duration{time.Second, time.Second}, asked: []net.HardwareAddr{lab.node2}},
+		{name: "the first's window is under half the second's: the second runs its own after it", target: "fd99::55",
+			timeout: [2]time.Duration{150 * time.Millisecond, 1500 * time.Millisecond}, start: [2]time.Duration{0, 20 * time.Millisecond},
+			asked: []net.HardwareAddr{lab.node2}, runs: 2},
 		{name: "the second starts at the first's unicast phase", target: "fd99::50", wait: 600 * time.Millisecond,
 			timeout: [2]time.Duration{3 * time.Second, 3 * time.Second}, start: [2]time.Duration{0, 300 * time.Millisecond},
 			asked: []net.HardwareAddr{lab.node2}},
@@ -210,11 +217,13 @@ func TestNDPProbesOfOneIPShareOneRun(t *testing.T) {
 			solicited := answerMulticastOnly(t, lab.node2NS, target)
 			results := make([]ARPResult, 2)
 			var wg sync.WaitGroup
+			base := time.Now()
 			for i := range results {
 				wg.Go(func() {
 					time.Sleep(tt.start[i])
 					if err := lab.prober.Run(func() error {
-						ctx, cancel := context.WithTimeout(t.Context(), tt.timeout[i])
+						// Deadlines from one base: equal when the starts and timeouts are.
+						ctx, cancel := context.WithDeadline(t.Context(), base.Add(tt.start[i]+tt.timeout[i]))
 						defer cancel()
 						results[i] = NDP(ctx, target, NDPOptions{Interface: "eth0", Wait: tt.wait, Unicast: tt.unicast[i]}, testLogger(t))
 						return nil
@@ -224,8 +233,9 @@ func TestNDPProbesOfOneIPShareOneRun(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			if n := solicited(); n == 0 || n > arpRequests {
-				t.Errorf("the responder saw %d multicast solicitations, want 1 to %d: one run", n, arpRequests)
+			runs := max(tt.runs, 1)
+			if n := solicited(); n < runs || n > runs*arpRequests {
+				t.Errorf("the responder saw %d multicast solicitations, want %d to %d: %d run(s)", n, runs, runs*arpRequests, runs)
 			}
 			eq := func(a, b []net.HardwareAddr) bool {
 				return slices.EqualFunc(a, b, func(x, y net.HardwareAddr) bool { return bytes.Equal(x, y) })
