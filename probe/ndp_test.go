@@ -45,12 +45,19 @@ func newNDPLab(t *testing.T) ndpLab {
 	return ndpLab{prober: prober, node2NS: node2, node1: node1.MAC("eth0"), node2: node2.MAC("eth0")}
 }
 
+// sortedMACs returns macs in the order NDP reports them.
+func sortedMACs(macs ...net.HardwareAddr) []net.HardwareAddr {
+	return slices.SortedFunc(slices.Values(macs), func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
+}
+
+// equalMACs says whether a and b hold the same MACs in the same order.
+func equalMACs(a, b []net.HardwareAddr) bool {
+	return slices.EqualFunc(a, b, func(x, y net.HardwareAddr) bool { return bytes.Equal(x, y) })
+}
+
 func TestNDP(t *testing.T) {
 	t.Parallel()
 	lab := newNDPLab(t)
-	sorted := func(macs ...net.HardwareAddr) []net.HardwareAddr {
-		return slices.SortedFunc(slices.Values(macs), func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
-	}
 	tests := []struct {
 		name       string
 		ip         string
@@ -66,9 +73,9 @@ func TestNDP(t *testing.T) {
 		{name: "the holder answers both", ip: "fd99::10", wantOK: true,
 			multicast: []net.HardwareAddr{lab.node1}, asked: []net.HardwareAddr{lab.node1}, unicast: []net.HardwareAddr{lab.node1}},
 		{name: "two answer", ip: "fd99::30", wantOK: true,
-			multicast: sorted(lab.node1, lab.node2), asked: sorted(lab.node1, lab.node2), unicast: sorted(lab.node1, lab.node2)},
+			multicast: sortedMACs(lab.node1, lab.node2), asked: sortedMACs(lab.node1, lab.node2), unicast: sortedMACs(lab.node1, lab.node2)},
 		{name: "a unicast solicitation to a MAC that does not hold it", ip: "fd99::11", opts: NDPOptions{Unicast: []net.HardwareAddr{lab.node2}}, wantOK: true,
-			multicast: []net.HardwareAddr{lab.node1}, asked: sorted(lab.node1, lab.node2), unicast: []net.HardwareAddr{lab.node1}},
+			multicast: []net.HardwareAddr{lab.node1}, asked: sortedMACs(lab.node1, lab.node2), unicast: []net.HardwareAddr{lab.node1}},
 		{name: "nobody", ip: "fd99::99", wantReason: ReasonTimeout, wantErr: `no advertisement for fd99::99 on "eth0"`},
 		{name: "an IPv4 target", ip: "10.99.0.2", wantReason: ReasonNotApplicable, wantErr: "NDP is for IPv6", noModes: true},
 		{name: "unknown interface", ip: "fd99::10", opts: NDPOptions{Interface: "nope0"}, wantReason: ReasonError, wantErr: `interface "nope0"`, noModes: true},
@@ -104,7 +111,7 @@ func TestNDP(t *testing.T) {
 				t.Fatal("no NDP modes in the result")
 			}
 			eq := func(what string, got, want []net.HardwareAddr) {
-				if !slices.EqualFunc(got, want, func(a, b net.HardwareAddr) bool { return bytes.Equal(a, b) }) {
+				if !equalMACs(got, want) {
 					t.Errorf("%s: %v, want %v", what, got, want)
 				}
 			}
@@ -179,9 +186,6 @@ func answerMulticastOnly(t *testing.T, ns *netlab.Namespace, target netip.Addr) 
 func TestNDPProbesOfOneIPShareOneRun(t *testing.T) {
 	t.Parallel()
 	lab := newNDPLab(t)
-	sorted := func(macs ...net.HardwareAddr) []net.HardwareAddr {
-		return slices.SortedFunc(slices.Values(macs), func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
-	}
 	tests := []struct {
 		name    string
 		target  string
@@ -206,7 +210,7 @@ func TestNDPProbesOfOneIPShareOneRun(t *testing.T) {
 			asked: []net.HardwareAddr{lab.node2}},
 		{name: "the second's announcer MAC is asked too", target: "fd99::52", wait: 600 * time.Millisecond,
 			timeout: [2]time.Duration{3 * time.Second, 3 * time.Second}, start: [2]time.Duration{0, 50 * time.Millisecond},
-			unicast: [2][]net.HardwareAddr{nil, {lab.node1}}, asked: sorted(lab.node1, lab.node2)},
+			unicast: [2][]net.HardwareAddr{nil, {lab.node1}}, asked: sortedMACs(lab.node1, lab.node2)},
 		{name: "the second gives up first: not_started, no evidence", target: "fd99::53", wait: 600 * time.Millisecond,
 			timeout: [2]time.Duration{3 * time.Second, 100 * time.Millisecond}, start: [2]time.Duration{0, 50 * time.Millisecond},
 			asked: []net.HardwareAddr{lab.node2}, second: ReasonNotStarted},
@@ -237,9 +241,6 @@ func TestNDPProbesOfOneIPShareOneRun(t *testing.T) {
 			if n := solicited(); n < runs || n > runs*arpRequests {
 				t.Errorf("the responder saw %d multicast solicitations, want %d to %d: %d run(s)", n, runs, runs*arpRequests, runs)
 			}
-			eq := func(a, b []net.HardwareAddr) bool {
-				return slices.EqualFunc(a, b, func(x, y net.HardwareAddr) bool { return bytes.Equal(x, y) })
-			}
 			for i, res := range results {
 				if i == 1 && tt.second != ReasonNone {
 					if res.Reason != tt.second || res.NDP != nil {
@@ -250,9 +251,9 @@ func TestNDPProbesOfOneIPShareOneRun(t *testing.T) {
 				switch {
 				case !res.Success || res.NDP == nil:
 					t.Errorf("probe %d: success %v (%v), modes %+v; want an answer", i, res.Success, res.Err, res.NDP)
-				case !eq(res.NDP.Multicast, []net.HardwareAddr{lab.node2}):
+				case !equalMACs(res.NDP.Multicast, []net.HardwareAddr{lab.node2}):
 					t.Errorf("probe %d: multicast answers %v, want %v", i, res.NDP.Multicast, lab.node2)
-				case !eq(res.NDP.UnicastAsked, tt.asked):
+				case !equalMACs(res.NDP.UnicastAsked, tt.asked):
 					t.Errorf("probe %d: unicast solicitations to %v, want %v", i, res.NDP.UnicastAsked, tt.asked)
 				case len(res.NDP.Unicast) != 0:
 					t.Errorf("probe %d: unicast answers %v, want none: another run's multicast answers counted", i, res.NDP.Unicast)

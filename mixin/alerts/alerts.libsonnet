@@ -59,7 +59,8 @@ local promql = import '../lib/promql.libsonnet';
         std.get(t, 'kube-vip', t.cilium),
         t.cilium,
       ],
-    local metallbNode = '{{ if $node }}node {{ $node }}{{ else }}no node{{ end }}',
+    // The node the implementation names as the announcer, or "no node".
+    local announcerNode = '{{ if $node }}node {{ $node }}{{ else }}no node{{ end }}',
     local restartSpeaker = 'kubectl -n metallb-system delete pod -l component=speaker --field-selector spec.nodeName={{ $node }}',
     local kubeVIPOn = "kube-vip's pod on {{ $node }} (kubectl get pods -A -o wide --field-selector spec.nodeName={{ $node }} | grep kube-vip)",
 
@@ -90,12 +91,12 @@ local promql = import '../lib/promql.libsonnet';
       },
       holder_not_ready: {
         cilium: 'the lease %(lease)s is held by %(holder)s, which is not Ready: kubectl -n %(ns)s delete lease %(lease)s so a Ready node takes over.',
-        metallb: 'the speaker on %(metallbNode)s announces it, but the node is not Ready: restart it (%(restartSpeaker)s) so another speaker takes over.',
+        metallb: 'the speaker on %(announcerNode)s announces it, but the node is not Ready: restart it (%(restartSpeaker)s) so another speaker takes over.',
         'kube-vip': 'kube-vip on node {{ $node }} holds it, but the node is not Ready: restart %(kubeVIPOn)s, or delete its lease.',
       },
       holder_silent: {
         cilium: '%(holder)s holds the lease but does not answer ARP for {{ $labels.ip }}: restart its Cilium agent, or kubectl -n %(ns)s delete lease %(lease)s.',
-        metallb: "MetalLB's ServiceL2Status names %(metallbNode)s, which does not answer ARP for {{ $labels.ip }}: restart its speaker (%(restartSpeaker)s).",
+        metallb: "MetalLB's ServiceL2Status names %(announcerNode)s, which does not answer ARP for {{ $labels.ip }}: restart its speaker (%(restartSpeaker)s).",
         'kube-vip': 'kube-vip names node {{ $node }}, which does not answer ARP for {{ $labels.ip }}: restart %(kubeVIPOn)s.',
       },
       split_brain: 'more than one node answers ARP for {{ $labels.ip }} (lbprobe diagnose {{ $labels.ip }} names them): stop the second announcer, or give each Service sharing the IP its own.',
@@ -108,7 +109,7 @@ local promql = import '../lib/promql.libsonnet';
     // its fix and its runbook section, for descriptions that start with announcerVars.
     local diagnosisText(holder) =
       local all = [cl, 'namespace', 'service', 'ip', 'instance'];
-      local args = { ns: ns, lease: lease, holder: holder, metallbNode: metallbNode, restartSpeaker: restartSpeaker, kubeVIPOn: kubeVIPOn };
+      local args = { ns: ns, lease: lease, holder: holder, announcerNode: announcerNode, restartSpeaker: restartSpeaker, kubeVIPOn: kubeVIPOn };
       local fix(cause) =
         local f = lbFixes[cause];
         if std.isString(f) then f % args else byImpl({ [i]: f[i] % args for i in std.objectFields(f) });
@@ -127,8 +128,8 @@ local promql = import '../lib/promql.libsonnet';
     // Who should announce the Service's IPs, for descriptions that start with announcerVars.
     local announcerIs = byImpl({
       cilium: 'The L2 lease holder is %s.' % holderText,
-      metallb: "MetalLB's ServiceL2Status names %s as the announcer." % metallbNode,
-      'kube-vip': 'kube-vip names {{ if $node }}node {{ $node }}{{ else }}no node{{ end }} as the announcer.',
+      metallb: "MetalLB's ServiceL2Status names %s as the announcer." % announcerNode,
+      'kube-vip': 'kube-vip names %s as the announcer.' % announcerNode,
     }),
     // Who should answer ARP for the Service's IPs and what to restart, for LoadBalancerARPNoReply.
     local announcerText = byImpl({
@@ -324,7 +325,7 @@ local promql = import '../lib/promql.libsonnet';
             ||| % { sel: sel, on: same(['namespace', 'service', 'ip', 'interface']) },
             '{{ $labels.ip }} is answered by a node that should not announce it.',
             announcerVars + 'The only MAC that answers ARP for {{ $labels.ip }} (Service {{ $labels.namespace }}/{{ $labels.service }}) on {{ $labels.interface }} is not the MAC of %s (loadbalancer_arp_responder_info names who answers). %s' % [
-              byImpl({ cilium: 'the lease holder, %s' % holderText, metallb: "the node MetalLB's ServiceL2Status names, %s" % metallbNode, 'kube-vip': 'the node kube-vip names, {{ if $node }}node {{ $node }}{{ else }}no node{{ end }}' }),
+              byImpl({ cilium: 'the lease holder, %s' % holderText, metallb: "the node MetalLB's ServiceL2Status names, %s" % announcerNode, 'kube-vip': 'the node kube-vip names, %s' % announcerNode }),
               byImpl({ cilium: 'The node that lost the lease still announces the IP, or another host took it. Restart the Cilium agent on the answering node.', metallb: 'A speaker that lost the IP still announces it, or another host took it. Restart the MetalLB speaker on the answering node.', 'kube-vip': 'A kube-vip that lost the VIP still announces it (without leader election every kube-vip does), or another host took it. Restart kube-vip on the answering node.' }),
             ],
           ),
